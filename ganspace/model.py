@@ -1,0 +1,433 @@
+"""The public model object: load a Magenta checkpoint or a native model, generate audio.
+
+Native format (a folder): ``model.json`` (format name and version, Magenta-style hparams, pitches,
+sample rate, audio length, num_blocks, progress, provenance) and ``generator.safetensors`` (the
+:class:`~ganspace.generator.Generator` state dict, kernels unscaled ``[cout, cin, kh, kw]``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import weakref
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from numpy.typing import ArrayLike
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from ganspace import audio
+from ganspace.errors import CheckpointError, InputError, ModelFormatError
+from ganspace.generator import FastGenerator, Generator, GeneratorConfig
+from ganspace.latent import check_latents
+
+FORMAT_NAME = "ganspacesynth-model"
+FORMAT_VERSION = 1
+MODEL_JSON = "model.json"
+WEIGHTS_FILE = "generator.safetensors"
+PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class DirectionsLike(Protocol):
+    """What :meth:`GANSynthModel.generate` needs from a directions object (see
+    ``ganspace.directions.Directions``)."""
+
+    layer: str
+    components: np.ndarray  # [K, H, W, C]
+    stdev: np.ndarray  # [K]
+    mean: np.ndarray  # [H, W, C]
+    fingerprint: str | None
+
+
+def describe_pitches(pitches: Sequence[int]) -> str:
+    """Compact text for a pitch set: ``24-84`` for a run, ``32`` or ``24-30, 40``."""
+    parts: list[str] = []
+    ps = sorted(pitches)
+    i = 0
+    while i < len(ps):
+        j = i
+        while j + 1 < len(ps) and ps[j + 1] == ps[j] + 1:
+            j += 1
+        parts.append(str(ps[i]) if i == j else f"{ps[i]}-{ps[j]}")
+        i = j + 1
+    return ", ".join(parts)
+
+
+def default_device() -> torch.device:
+    """CUDA when available, else CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class GANSynthModel:
+    """A loaded GANSynth generator with its audio pipeline.
+
+    Attributes:
+        latent_size: width of z.
+        pitches: sorted MIDI pitches the model knows (label i is ``pitches[i]``).
+        sample_rate: Hz (16000).
+        audio_length: samples per note (64000).
+        device: where generation runs.
+        hparams: Magenta-style hyper-parameters.
+        generator: the trainable :class:`Generator` (eval mode).
+        provenance: where the weights came from (source path, global_step, stage, ...).
+        batch_size: most notes per forward pass (bounds memory; larger requests are chunked).
+    """
+
+    def __init__(
+        self,
+        generator: Generator,
+        hparams: dict[str, Any],
+        pitches: Sequence[int],
+        provenance: dict[str, Any] | None = None,
+        device: torch.device | str | None = None,
+        precision: str = "float32",
+    ) -> None:
+        if precision not in PRECISIONS:
+            raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        self.device = torch.device(device) if device is not None else default_device()
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise InputError("device cuda was asked for, but no CUDA GPU is available")
+        if precision != "float32" and self.device.type != "cuda":
+            raise InputError(f"precision {precision} is only offered on CUDA; use float32 on CPU")
+        self.precision = precision
+        self.hparams = dict(hparams)
+        self.pitches = sorted(int(p) for p in pitches)
+        if len(self.pitches) != generator.cfg.num_pitches:
+            raise ModelFormatError(
+                f"{len(self.pitches)} pitches given but the generator has a one-hot of "
+                f"{generator.cfg.num_pitches}"
+            )
+        if generator.cfg.output_size != (audio.N_FRAMES, audio.N_BINS):
+            raise ModelFormatError(
+                f"generator output {generator.cfg.output_size} is not the {audio.N_FRAMES}x"
+                f"{audio.N_BINS} mel spectrogram this audio pipeline turns into sound"
+            )
+        self.provenance = dict(provenance or {})
+        self.generator = generator.to(self.device).eval()
+        self._fast = FastGenerator.from_generator(self.generator).to(self.device)
+        self.batch_size = 256 if self.device.type == "cuda" else 8
+        self._fingerprint: str | None = None
+        self._dir_cache: weakref.WeakKeyDictionary[Any, tuple[Tensor, Tensor, Tensor]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    # ---- facts -------------------------------------------------------------------------------
+    @property
+    def latent_size(self) -> int:
+        """Width of z."""
+        return self.generator.cfg.latent_size
+
+    @property
+    def sample_rate(self) -> int:
+        """Audio sample rate in Hz."""
+        return int(self.hparams.get("sample_rate", audio.SAMPLE_RATE))
+
+    @property
+    def audio_length(self) -> int:
+        """Samples per generated note."""
+        return int(self.hparams.get("audio_length", audio.AUDIO_LENGTH))
+
+    @property
+    def config(self) -> GeneratorConfig:
+        """The generator's architecture."""
+        return self.generator.cfg
+
+    @property
+    def fingerprint(self) -> str:
+        """16-hex-digit digest of the generator weights (directions record it)."""
+        if self._fingerprint is None:
+            h = hashlib.sha256()
+            for name, t in sorted(self.generator.state_dict().items()):
+                h.update(name.encode())
+                h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+            self._fingerprint = h.hexdigest()[:16]
+        return self._fingerprint
+
+    def layer_names(self) -> list[str]:
+        """Generator layer names (``conv0``, ``conv1``, ``conv0_2``, ...)."""
+        return self.config.layer_names()
+
+    def layer_shape(self, name: str) -> tuple[int, int, int]:
+        """(H, W, C) of a layer's output."""
+        return self.config.layer_shape(name)
+
+    # ---- inputs ------------------------------------------------------------------------------
+    def label_for(self, pitch: int) -> int:
+        """Index of a MIDI pitch in :attr:`pitches`; InputError listing the valid ones."""
+        try:
+            p = int(pitch)
+        except (TypeError, ValueError):
+            raise InputError(f"pitch must be an integer, got {pitch!r}") from None
+        if p != pitch or p not in self.pitches:
+            raise InputError(
+                f"pitch {pitch} is not one this model knows; valid pitches: "
+                f"{describe_pitches(self.pitches)}"
+            )
+        return self.pitches.index(p)
+
+    def labels(self, pitches: int | Sequence[int] | np.ndarray, n: int) -> Tensor:
+        """Long tensor [n] of labels for one pitch (broadcast) or n pitches."""
+        ps = np.atleast_1d(np.asarray(pitches))
+        if ps.ndim != 1 or len(ps) not in (1, n):
+            raise InputError(f"give one pitch or {n} pitches, got {len(ps)}")
+        labels = [self.label_for(p) for p in ps.tolist()]
+        if len(labels) == 1:
+            labels *= n
+        return torch.tensor(labels, dtype=torch.long, device=self.device)
+
+    def random_z(self, n: int, seed: int | None = None) -> np.ndarray:
+        """Standard-normal latents (Magenta's ``generate_z``): float32 [n, latent_size]."""
+        if n < 0:
+            raise InputError(f"count must be >= 0, got {n}")
+        rng = np.random.default_rng(seed)
+        return rng.standard_normal((n, self.latent_size)).astype(np.float32)
+
+    # ---- generation --------------------------------------------------------------------------
+    def _direction_tensors(self, d: DirectionsLike) -> tuple[Tensor, Tensor, Tensor]:
+        """Cached device copies: components [K, H*W*C], stdev [K], mean [H*W*C] (NHWC order)."""
+        cached = self._dir_cache.get(d)
+        if cached is None:
+            shape = self.layer_shape(d.layer)
+            comp = np.asarray(d.components)
+            if tuple(comp.shape[1:]) != shape or tuple(np.shape(d.mean)) != shape:
+                raise InputError(
+                    f"directions for layer {d.layer} have shape {list(comp.shape[1:])}, but this "
+                    f"model's {d.layer} is {list(shape)}: they were made for another model"
+                )
+            if d.fingerprint is not None and d.fingerprint != self.fingerprint:
+                raise InputError(
+                    f"directions were computed for model {d.fingerprint}, not this one "
+                    f"({self.fingerprint}); recompute them with `ganspacesynth pca`"
+                )
+            cached = (
+                torch.as_tensor(comp.reshape(len(comp), -1), dtype=torch.float32).to(self.device),
+                torch.as_tensor(np.asarray(d.stdev), dtype=torch.float32).to(self.device),
+                torch.as_tensor(np.asarray(d.mean).reshape(-1), dtype=torch.float32).to(
+                    self.device
+                ),
+            )
+            self._dir_cache[d] = cached
+        return cached
+
+    def _offsets(self, d: DirectionsLike, coefficients: ArrayLike, n: int) -> Tensor:
+        """``(c * stdev) @ components`` as one matrix product -> [n or 1, H*W*C]."""
+        comp, stdev, _ = self._direction_tensors(d)
+        c = np.asarray(coefficients, dtype=np.float32)
+        if c.ndim == 1:
+            c = c[None]
+        if c.ndim != 2 or c.shape[0] not in (1, n):
+            raise InputError(f"coefficients must be [k] or [{n}, k], got shape {list(c.shape)}")
+        k = c.shape[1]
+        if k > len(stdev):
+            raise InputError(f"{k} coefficients given but the directions hold only {len(stdev)}")
+        if not np.isfinite(c).all():
+            raise InputError("coefficients contain NaN or inf")
+        ct = torch.as_tensor(c, device=self.device)
+        return (ct * stdev[:k]) @ comp[:k]
+
+    @torch.inference_mode()
+    def generate_specgram(
+        self,
+        z: ArrayLike | None,
+        pitches: int | Sequence[int] | np.ndarray,
+        directions: DirectionsLike | None = None,
+        coefficients: ArrayLike | None = None,
+    ) -> Tensor:
+        """Denormalised mel spectrograms for a batch of notes.
+
+        Args:
+            z: [N, latent_size] latents, or None for noz mode (needs ``directions``: the layer is
+               set to ``mean + offset``).
+            pitches: one MIDI pitch for all, or N pitches.
+            directions: optional GANSpace directions (``ganspace.load_directions``).
+            coefficients: [k] (shared) or [N, k] (per note) in standard deviations, k <= K;
+               missing ones are zero.
+        Returns:
+            [N, 128, 1024, 2] float32 on :attr:`device` (log mel power, mel IF / pi).
+        """
+        if z is None:
+            if directions is None:
+                raise InputError("noz mode (no z) needs directions")
+            n = len(np.atleast_1d(np.asarray(pitches)))
+            if coefficients is not None:
+                cshape = np.shape(coefficients)
+                n = max(n, cshape[0] if len(cshape) == 2 else 1)
+            zt = None
+        else:
+            zt = torch.as_tensor(check_latents(z, self.latent_size), device=self.device)
+            n = zt.shape[0]
+        labels = self.labels(pitches, n)
+        offsets = None
+        if directions is not None:
+            offsets = self._offsets(directions, coefficients if coefficients is not None else [], n)
+            mean = self._direction_tensors(directions)[2]
+        outs = []
+        autocast = torch.autocast("cuda", dtype=PRECISIONS[self.precision], enabled=(
+            self.precision != "float32"))
+        for s in range(0, n, self.batch_size):
+            e = min(n, s + self.batch_size)
+            edit = None
+            if directions is not None and offsets is not None:
+                off = offsets if offsets.shape[0] == 1 else offsets[s:e]
+                base = mean if zt is None else None
+                edit = (directions.layer, _make_edit(off, base, self.layer_shape(directions.layer)))
+            with autocast:
+                tanh = self._fast(None if zt is None else zt[s:e], labels[s:e], edit=edit)
+            nhwc = tanh.float().permute(0, 2, 3, 1)
+            outs.append(audio.denormalize(nhwc, self.hparams))
+        if not outs:
+            return torch.empty((0, audio.N_FRAMES, audio.N_BINS, 2), device=self.device)
+        return torch.cat(outs)
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        z: ArrayLike | None,
+        pitches: int | Sequence[int] | np.ndarray,
+        directions: DirectionsLike | None = None,
+        coefficients: ArrayLike | None = None,
+    ) -> np.ndarray:
+        """Generate notes: float32 [N, audio_length] at :attr:`sample_rate`, unnormalised like
+        Magenta. Arguments as :meth:`generate_specgram`."""
+        spec = self.generate_specgram(z, pitches, directions, coefficients)
+        outs = [
+            audio.melspecgrams_to_audio(spec[s : s + self.batch_size])
+            for s in range(0, spec.shape[0], self.batch_size)
+        ]
+        if not outs:
+            return np.zeros((0, self.audio_length), dtype=np.float32)
+        return torch.cat(outs).cpu().numpy().astype(np.float32, copy=False)
+
+    # ---- native format -----------------------------------------------------------------------
+    def save(self, out_dir: str | Path) -> Path:
+        """Write the native format into ``out_dir`` (created; existing files replaced)."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        cfg = self.config
+        meta = {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "hparams": self.hparams,
+            "pitches": self.pitches,
+            "sample_rate": self.sample_rate,
+            "audio_length": self.audio_length,
+            "num_blocks": cfg.num_blocks,
+            "progress": cfg.progress,
+            "provenance": self.provenance,
+        }
+        state = {k: v.detach().to("cpu").contiguous() for k, v in
+                 self.generator.state_dict().items()}
+        save_file(state, str(out / WEIGHTS_FILE), metadata={"format": FORMAT_NAME})
+        (out / MODEL_JSON).write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+        return out
+
+
+def _make_edit(offset: Tensor, base: Tensor | None, shape: tuple[int, int, int]):
+    """Layer edit adding ``offset`` [n|1, H*W*C] (NHWC order) to the activation, or replacing the
+    activation by ``base + offset`` when ``base`` [H*W*C] is given (noz mode)."""
+    h, w, c = shape
+
+    def edit(act: Tensor) -> Tensor:
+        n = act.shape[0]
+        off = offset if base is None else offset + base
+        off = off.expand(n, -1).reshape(n, h, w, c).permute(0, 3, 1, 2).to(act.dtype)
+        return off.clone() if base is not None else act + off
+
+    return edit
+
+
+def _build_generator(
+    cfg: GeneratorConfig, state: dict[str, Tensor], source: str | Path
+) -> Generator:
+    with torch.device("meta"):
+        gen = Generator(cfg)
+    expected = gen.state_dict()
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    if missing or extra:
+        raise ModelFormatError(
+            f"{source}: weights do not fit the architecture (missing: {missing[:4]}, "
+            f"unexpected: {extra[:4]})"
+        )
+    for k, v in expected.items():
+        if tuple(state[k].shape) != tuple(v.shape):
+            raise ModelFormatError(
+                f"{source}: tensor {k} has shape {list(state[k].shape)}, expected {list(v.shape)}"
+            )
+    gen.load_state_dict({k: v.float() for k, v in state.items()}, assign=True)
+    return gen
+
+
+def _load_native(path: Path, device: torch.device | str | None, precision: str) -> GANSynthModel:
+    try:
+        meta = json.loads((path / MODEL_JSON).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelFormatError(f"{path / MODEL_JSON}: unreadable ({exc})") from None
+    if meta.get("format") != FORMAT_NAME:
+        raise ModelFormatError(f"{path / MODEL_JSON}: not a {FORMAT_NAME} file")
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ModelFormatError(
+            f"{path / MODEL_JSON}: format version {version} is not supported by this ganspacesynth "
+            f"(it reads version {FORMAT_VERSION}); upgrade ganspacesynth or re-import the model"
+        )
+    try:
+        state = load_file(str(path / WEIGHTS_FILE))
+    except (OSError, SafetensorError) as exc:
+        raise ModelFormatError(f"{path / WEIGHTS_FILE}: unreadable ({exc})") from None
+    cfg = GeneratorConfig.from_hparams(
+        meta["hparams"], len(meta["pitches"]), int(meta["num_blocks"]), float(meta["progress"])
+    )
+    gen = _build_generator(cfg, state, path)
+    return GANSynthModel(gen, meta["hparams"], meta["pitches"], meta.get("provenance"), device,
+                         precision)
+
+
+def _load_magenta(path: Path, device: torch.device | str | None, precision: str) -> GANSynthModel:
+    from ganspace import magenta
+
+    ckpt = magenta.find_checkpoint(path)
+    state = magenta.generator_state_dict(ckpt)
+    cfg = GeneratorConfig.from_hparams(ckpt.hparams, len(ckpt.pitches), ckpt.num_blocks,
+                                       ckpt.progress)
+    gen = _build_generator(cfg, state, ckpt.prefix)
+    provenance = {
+        "source": str(path.resolve()),
+        "source_format": "magenta",
+        "checkpoint": ckpt.prefix.name,
+        "stage": ckpt.stage_id,
+        "global_step": ckpt.global_step,
+        "progress": ckpt.progress,
+    }
+    return GANSynthModel(gen, ckpt.hparams, ckpt.pitches, provenance, device, precision)
+
+
+def load_model(
+    path: str | Path, device: torch.device | str | None = None, precision: str = "float32"
+) -> GANSynthModel:
+    """Load a Magenta GANSynth checkpoint folder or a native model folder.
+
+    Args:
+        path: folder with ``model.json`` (native) or ``experiment.json`` + ``stage_*`` (Magenta).
+        device: "cpu", "cuda", a torch.device, or None for CUDA when available.
+        precision: "float32" (default); on CUDA also "bfloat16" or "float16" for the generator
+            (the audio stage always runs in float32).
+    Raises:
+        CheckpointError / ModelFormatError naming the missing or broken file.
+    """
+    p = Path(path)
+    if not p.is_dir():
+        raise CheckpointError(f"{p}: no such model folder")
+    if (p / MODEL_JSON).is_file():
+        return _load_native(p, device, precision)
+    if (p / "experiment.json").is_file() or any(p.glob("stage_*")):
+        return _load_magenta(p, device, precision)
+    raise CheckpointError(
+        f"{p}: not a model folder (expected {MODEL_JSON} for a native model, or experiment.json "
+        "and stage_* folders for a Magenta checkpoint)"
+    )

@@ -1,0 +1,49 @@
+"""Shared test fixtures: the Magenta fixture checkpoint and tiny random native models."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from ganspace.generator import Generator, GeneratorConfig
+from ganspace.magenta import published_hparams
+from ganspace.model import GANSynthModel
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+MAGENTA_SMALL = SHARED / "fixtures" / "magenta_small"
+
+
+def make_tiny_model(pitches: list[int] | None = None, latent: int = 8, seed: int = 0,
+                    progress: float = 6.0) -> GANSynthModel:
+    """A random native model with 8 channels per block (fast on CPU; it makes noise, not music)."""
+    pitches = pitches if pitches is not None else list(range(24, 85))
+    hp = published_hparams()
+    hp.update(latent_vector_size=latent, fmap_base=1024, fmap_max=8)
+    torch.manual_seed(seed)
+    cfg = GeneratorConfig.from_hparams(hp, len(pitches), num_blocks=7, progress=progress)
+    return GANSynthModel(Generator(cfg), hp, pitches, {"source": "tests: random tiny"}, "cpu")
+
+
+@pytest.fixture(scope="session")
+def magenta_small() -> Path:
+    """The shared Magenta checkpoint folder (fails clearly when shared/ is missing)."""
+    if not (MAGENTA_SMALL / "experiment.json").is_file():
+        pytest.fail(f"shared fixture missing: {MAGENTA_SMALL} (CI clones shared/ beside the repo)")
+    return MAGENTA_SMALL
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> GANSynthModel:
+    """A tiny random model over pitches 24..84 (session-wide; do not mutate)."""
+    return make_tiny_model()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model: GANSynthModel) -> Path:
+    """The tiny model saved in the native format."""
+    return tiny_model.save(tmp_path_factory.mktemp("models") / "tiny")
