@@ -1,0 +1,96 @@
+"""Generation benchmark: generator and audio stages timed separately, warm-up excluded.
+
+Each stage is timed with the device synchronised before and after, over ``repeats`` runs after
+``warmup`` runs, and reported as the median. The faithful (unfolded) generator can be timed in the
+same run as a baseline, so the speed-up of the folded inference path is a side-by-side ratio.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+
+from ganspace import audio
+from ganspace.generator import Generator, GeneratorConfig
+from ganspace.magenta import NSYNTH_PITCHES, published_hparams
+from ganspace.model import GANSynthModel
+
+
+def random_published_model(device: str | torch.device | None = None, precision: str = "float32",
+                           seed: int = 0) -> GANSynthModel:
+    """A model with the published GANSynth dims (256 latent, 61 pitches, fmap 4096/256, 7 blocks,
+    progress 6) and random weights: for benchmarks only, it makes noise."""
+    hp = published_hparams()
+    torch.manual_seed(seed)
+    cfg = GeneratorConfig.from_hparams(hp, len(NSYNTH_PITCHES), num_blocks=7, progress=6.0)
+    return GANSynthModel(Generator(cfg), hp, NSYNTH_PITCHES, {"source": "random published"},
+                         device, precision)
+
+
+@dataclass
+class StageTiming:
+    """Median time of one stage at one batch size."""
+
+    stage: str  # "generator", "generator_baseline", "audio", "total"
+    batch: int
+    ms_per_note: float
+    notes_per_s: float
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _time(fn: Callable[[], object], device: torch.device, warmup: int, repeats: int) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+@torch.inference_mode()
+def run_bench(model: GANSynthModel, batches: Sequence[int], warmup: int = 1, repeats: int = 3,
+              baseline: bool = False) -> list[StageTiming]:
+    """Time generator, audio and both together for each batch size (random z, spread pitches)."""
+    out: list[StageTiming] = []
+    dev = model.device
+    for b in batches:
+        z = model.random_z(b, seed=b)
+        pitches = [model.pitches[i % len(model.pitches)] for i in range(b)]
+        old_bs = model.batch_size
+        model.batch_size = max(b, 1)
+        try:
+            spec = model.generate_specgram(z, pitches)
+            stages: list[tuple[str, Callable[[], object]]] = [
+                ("generator", lambda z=z, p=pitches: model.generate_specgram(z, p)),
+                ("audio", lambda s=spec: audio.melspecgrams_to_audio(s)),
+                ("total", lambda z=z, p=pitches: model.generate(z, p)),
+            ]
+            if baseline:
+                zt = torch.as_tensor(z, device=dev)
+                labels = model.labels(pitches, b)
+                stages.insert(
+                    1, ("generator_baseline", lambda zt=zt, lab=labels: model.generator(zt, lab))
+                )
+            for name, fn in stages:
+                sec = _time(fn, dev, warmup, repeats)
+                out.append(StageTiming(name, b, 1000.0 * sec / b, b / sec))
+        finally:
+            model.batch_size = old_bs
+    return out
+
+
+def timings_as_dicts(timings: Sequence[StageTiming]) -> list[dict[str, float | int | str]]:
+    """JSON-ready list."""
+    return [asdict(t) for t in timings]
