@@ -1,8 +1,8 @@
 """Generation benchmark: generator and audio stages timed separately, warm-up excluded.
 
-Each stage is timed with the device synchronised before and after, over ``repeats`` runs after
-``warmup`` runs, and reported as the median. The faithful (unfolded) generator can be timed in the
-same run as a baseline, so the speed-up of the folded inference path is a side-by-side ratio.
+Each stage is timed with the device synchronised before and after, over ``repeats`` round-robin
+runs after ``warmup`` runs, and reported as the median. The faithful (unfolded) generator can be
+timed in the same run as a baseline, so the speed-up of the folded path is a side-by-side ratio.
 """
 
 from __future__ import annotations
@@ -11,13 +11,14 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 
 from ganspace import audio
 from ganspace.generator import Generator, GeneratorConfig
 from ganspace.magenta import NSYNTH_PITCHES, published_hparams
-from ganspace.model import GANSynthModel
+from ganspace.model import GANSynthModel, load_model
 
 
 def random_published_model(device: str | torch.device | None = None, precision: str = "float32",
@@ -46,15 +47,32 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _time(fn: Callable[[], object], device: torch.device, warmup: int, repeats: int) -> float:
+def _time_interleaved(
+    fns: Sequence[Callable[[], object]], device: torch.device, warmup: int, repeats: int
+) -> list[float]:
+    """Median seconds of each function, timed round-robin (one call of each per repeat) so that
+    load from other processes falls on every stage alike and their ratios stay fair."""
     for _ in range(warmup):
-        fn()
-    times = []
+        for fn in fns:
+            fn()
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
-        _sync(device)
+        for i, fn in enumerate(fns):
+            _sync(device)
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            times[i].append(time.perf_counter() - t0)
+    return [statistics.median(t) for t in times]
+
+
+def time_load(path: str | Path, device: str | None, repeats: int) -> float:
+    """Median seconds of ``load_model(path, device)`` (files in the OS cache after the first)."""
+    times = []
+    for _ in range(max(1, repeats)):
         t0 = time.perf_counter()
-        fn()
-        _sync(device)
+        model = load_model(path, device=device)
+        _sync(model.device)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -83,8 +101,8 @@ def run_bench(model: GANSynthModel, batches: Sequence[int], warmup: int = 1, rep
                 stages.insert(
                     1, ("generator_baseline", lambda zt=zt, lab=labels: model.generator(zt, lab))
                 )
-            for name, fn in stages:
-                sec = _time(fn, dev, warmup, repeats)
+            secs = _time_interleaved([fn for _, fn in stages], dev, warmup, repeats)
+            for (name, _), sec in zip(stages, secs, strict=True):
                 out.append(StageTiming(name, b, 1000.0 * sec / b, b / sec))
         finally:
             model.batch_size = old_bs

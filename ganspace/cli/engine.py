@@ -60,6 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--baseline", action="store_true",
                    help="also time the faithful unfolded generator, in the same run")
+    p.add_argument("--load", action="store_true",
+                   help="also time load_model(MODEL) (median of --repeats loads)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_bench)
 
@@ -167,7 +169,7 @@ def cmd_render_midi(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     import torch
 
-    from ganspace.bench import random_published_model, run_bench, timings_as_dicts
+    from ganspace.bench import random_published_model, run_bench, time_load, timings_as_dicts
     from ganspace.model import load_model
 
     if args.threads:
@@ -180,13 +182,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise InputError("batch sizes must be >= 1")
     if (args.model is None) == (args.random is None):
         raise InputError("give a MODEL folder or --random published (one of them)")
+    if args.load and args.model is None:
+        raise InputError("--load needs a MODEL folder")
+    load_s = None
     if args.random:
         model = random_published_model(args.device, args.precision)
     else:
         model = load_model(args.model, device=args.device, precision=args.precision)
+        if args.load:
+            load_s = time_load(args.model, args.device, args.repeats)
     timings = run_bench(model, batches, repeats=args.repeats, baseline=args.baseline)
     header = {"device": str(model.device), "precision": model.precision,
-              "threads": torch.get_num_threads(), "torch": torch.__version__}
+              "threads": torch.get_num_threads(), "torch": torch.__version__,
+              "parameters": model.generator.num_parameters()}
+    if load_s is not None:
+        header["load_model_s"] = round(load_s, 3)
     if args.json:
         print(json.dumps({**header, "timings": timings_as_dicts(timings)}, indent=1))
         return 0
