@@ -1,0 +1,111 @@
+"""Server verbs of ``ganspacesynth``: ``serve`` and ``bench-server`` (registered through the
+``ganspacesynth.verbs`` entry points)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from ganspace.errors import InputError
+from ganspace_server import protocol as P
+
+log = logging.getLogger("ganspace_server")
+
+REPO_MODELS = Path(__file__).resolve().parents[1] / "models"
+DEFAULT_MODEL = REPO_MODELS / "default"
+
+
+def register_serve(sub: argparse._SubParsersAction) -> None:
+    """Add the ``serve`` verb."""
+    p = sub.add_parser(
+        "serve", help="run the OSC server that Pd patches (or any OSC client) play",
+        description="Serve a GANSynth model over OSC/UDP (protocol: docs/protocol.md). OSC has "
+        "no encryption and no authentication: keep it on loopback or a trusted network.")
+    p.add_argument("--model", type=Path, default=None,
+                   help=f"model folder (native or Magenta); default {DEFAULT_MODEL}")
+    p.add_argument("--directions", type=Path, default=None, help="GANSpace directions file")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (non-loopback needs --allow)")
+    p.add_argument("--port", type=int, default=P.DEFAULT_PORT,
+                   help=f"UDP port (default {P.DEFAULT_PORT}; 0 picks a free one)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--cache-dir", type=Path, default=None,
+                   help="folder for delivered WAV files (default ~/.cache/ganspacesynth/buffers)")
+    p.add_argument("--model-root", type=Path, nargs="+", action="extend", default=[],
+                   metavar="DIR", help="folders /model.load and /directions.load may read "
+                   "(default: the repository's models/, the --model folder and the "
+                   "--directions folder)")
+    p.add_argument("--allow-quit", action="store_true", help="let clients stop the server")
+    p.add_argument("--allow", nargs="+", action="extend", default=[], metavar="CIDR",
+                   help="networks allowed to send besides loopback (e.g. 192.168.1.0/24)")
+    p.set_defaults(func=_serve)
+
+
+def register_bench_server(sub: argparse._SubParsersAction) -> None:
+    """Add the ``bench-server`` verb."""
+    p = sub.add_parser(
+        "bench-server", help="measure the server's request-to-reply overhead on loopback",
+        description="Time /synth of one 4 s note over loopback OSC, minus the generation time "
+        "the server measured: file delivery and stream delivery (64000 floats) to the Python "
+        "client; p50 and p95 in milliseconds.")
+    p.add_argument("--model", default="tiny",
+                   help="model folder, or 'tiny' for a tiny random model (default)")
+    p.add_argument("--requests", type=int, default=50, help="requests per delivery mode")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu")
+    p.set_defaults(func=_bench)
+
+
+def _device(name: str) -> str | None:
+    return None if name == "auto" else name
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from ganspace.directions import load_directions
+    from ganspace.model import load_model
+    from ganspace_server.guard import parse_networks
+    from ganspace_server.server import Server, ServerConfig
+
+    model_dir: Path = args.model or DEFAULT_MODEL
+    if args.model is None and not (model_dir / "model.json").is_file():
+        raise InputError(f"no default model shipped yet ({model_dir} holds no model.json): "
+                         "pass --model ...")
+    roots = list(args.model_root)
+    if not roots:
+        roots = [r for r in (REPO_MODELS, model_dir) if r.is_dir()]
+        if args.directions is not None:
+            roots.append(args.directions.resolve().parent)
+    config = ServerConfig(host=args.host, port=args.port, model_roots=roots,
+                          allow=parse_networks(args.allow), allow_quit=args.allow_quit)
+    if args.cache_dir is not None:
+        config.cache_dir = args.cache_dir
+    print(f"loading model {model_dir} ...", flush=True)
+    model = load_model(model_dir, device=_device(args.device))
+    directions = load_directions(args.directions) if args.directions is not None else None
+    sys.setswitchinterval(0.001)  # answer packets promptly while the worker holds the GIL
+    server = Server(model, config, model_dir.resolve().name, directions)
+    server.start()
+    host, port = server.address
+    print(f"listening on udp {host}:{port} (device {model.device}, cache {config.cache_dir})",
+          flush=True)
+    print(f"ganspacesynth server ready on {host}:{port}", flush=True)
+    try:
+        server.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+    print("server stopped", flush=True)
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from ganspace_server.bench import format_report, run_bench
+
+    if args.requests < 2:
+        raise InputError("--requests must be at least 2")
+    sys.setswitchinterval(0.001)
+    report = run_bench(args.model, args.requests, _device(args.device))
+    print(format_report(report))
+    return 0

@@ -1,0 +1,402 @@
+"""A Python client for the GANSpaceSynth OSC server.
+
+>>> with Client("127.0.0.1", 57130, delivery="stream") as c:    # doctest: +SKIP
+...     c.random_z(0, seed=1)
+...     audio = c.synth("snd", pitch=40)     # float32 [64000]
+
+Every method sends one command and waits for its ``/done`` (or reply), raising
+:class:`ServerError` on ``/fail`` and :class:`TimeoutError` when nothing comes back in time.
+Buffers arrive in the client's delivery mode (``file``: read from the server's cache folder, so
+both must share a disk; ``stream``: chunks over OSC, acknowledged by a receiver thread).
+One command runs at a time per client (calls from several threads are serialised).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from ganspace_server import oscwire
+from ganspace_server import protocol as P
+
+Message = tuple[str, list[Any]]
+
+
+class ServerError(RuntimeError):
+    """The server answered ``/fail <cmd> <reason>``."""
+
+    def __init__(self, cmd: str, reason: str) -> None:
+        super().__init__(f"{cmd}: {reason}")
+        self.cmd = cmd
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Status:
+    """Fields of ``/status.reply``."""
+
+    model: str
+    pitches: int
+    min_pitch: int
+    max_pitch: int
+    latent: int
+    k: int
+    layer: str
+    device: str
+    queue: int
+    version: str
+
+
+@dataclass(frozen=True)
+class HalluState:
+    """The HALLU sequencer as ``/hallu.state`` reports it."""
+
+    index: int
+    count: int
+    settings: dict[str, float]
+    coefficients: np.ndarray
+
+
+class _Buffer:
+    def __init__(self, frames: int, sample_rate: int) -> None:
+        self.data = np.zeros(frames, np.float32)
+        self.sample_rate = sample_rate
+
+
+class Client:
+    """Talks to one server over UDP from its own socket (replies come back to it, so no
+    ``/notify`` is needed; ``subscribe`` sends ``/notify <own port> 1`` for events).
+
+    Args:
+        host, port: the server.
+        delivery: ``file``, ``stream`` or ``play`` (sent as ``/delivery`` at once).
+        timeout: default seconds to wait for an answer.
+        subscribe: receive ``/progress`` and ``/status.reply`` events.
+        on_event: called from the receiver thread with every ``/progress`` message.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = P.DEFAULT_PORT,
+                 delivery: str = "file", timeout: float = 60.0, subscribe: bool = False,
+                 on_event: Callable[[str, list[Any]], None] | None = None) -> None:
+        family, _, _, _, sockaddr = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
+        self.server: tuple[Any, ...] = tuple(sockaddr)
+        self.timeout = timeout
+        self.on_event = on_event
+        self._sock = socket.socket(family, socket.SOCK_DGRAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2**20)
+        self._sock.bind(("::1" if family == socket.AF_INET6 else "127.0.0.1", 0)
+                        if _loopback(host) else ("", 0))
+        self._sock.settimeout(0.1)
+        self._inbox: deque[Message] = deque(maxlen=4096)
+        self._cond = threading.Condition()
+        self._streams: dict[str, _Buffer] = {}
+        self._complete: dict[str, np.ndarray] = {}
+        self._call_lock = threading.Lock()
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._receive_loop, name="osc-client", daemon=True)
+        self._thread.start()
+        self.sample_rate = 16000
+        if subscribe:
+            self.call("/notify", self._sock.getsockname()[1], 1)
+        self.set_delivery(delivery)
+
+    # ---- plumbing ---------------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop the receiver thread and close the socket."""
+        self._closed.set()
+        self._thread.join(timeout=2)
+        self._sock.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def send(self, address: str, *args: int | float | str) -> None:
+        """Send one message without waiting."""
+        self._sock.sendto(oscwire.encode(address, *args), self.server)
+
+    def expect(self, match: Callable[[Message], bool], timeout: float | None = None) -> Message:
+        """Wait for the first received message ``match`` accepts, remove it from the inbox and
+        return it. Raises TimeoutError."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        with self._cond:
+            while True:
+                for i, msg in enumerate(self._inbox):
+                    if match(msg):
+                        del self._inbox[i]
+                        return msg
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("no matching reply from the server")
+                self._cond.wait(left)
+
+    def answer(self, cmd: str, timeout: float | None = None) -> list[Any]:
+        """Wait for ``/done <cmd>`` (return its values) or ``/fail <cmd>`` (raise)."""
+        address, args = self.expect(
+            lambda m: m[0] in ("/done", "/fail") and bool(m[1]) and m[1][0] == cmd, timeout)
+        if address == "/fail":
+            raise ServerError(cmd, str(args[1]) if len(args) > 1 else "")
+        return args[1:]
+
+    def drain(self) -> list[Message]:
+        """Remove and return every message received but not yet consumed."""
+        with self._cond:
+            out = list(self._inbox)
+            self._inbox.clear()
+            return out
+
+    def call(self, address: str, *args: int | float | str,
+             timeout: float | None = None) -> list[Any]:
+        """Send a command and wait for its ``/done`` values (raise ServerError on ``/fail``)."""
+        with self._call_lock:
+            self.send(address, *args)
+            return self.answer(address, timeout)
+
+    def query(self, address: str, reply: str, *args: int | float | str,
+              timeout: float | None = None) -> list[Any]:
+        """Send a query and wait for its reply message (or ``/fail``)."""
+        with self._call_lock:
+            self.send(address, *args)
+            got, values = self.expect(
+                lambda m: m[0] == reply or (m[0] == "/fail" and m[1][:1] == [address]), timeout)
+            if got == "/fail":
+                raise ServerError(address, str(values[1]))
+            return values
+
+    def _receive_loop(self) -> None:
+        while not self._closed.is_set():
+            try:
+                data, _ = self._sock.recvfrom(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                if self._closed.is_set():
+                    return
+                continue
+            try:
+                self._datagram(data)
+            except (oscwire.WireError, ValueError, IndexError):
+                continue  # not from our server, or damaged: ignore
+
+    def _datagram(self, data: bytes) -> None:
+        if data.startswith(b"/buffer.chunk\0"):
+            _, head, values = oscwire.decode_floats(data)
+            name, offset = str(head[0]), int(head[1])
+            buf = self._streams.get(name)
+            if buf is not None and 0 <= offset and offset + len(values) <= len(buf.data):
+                buf.data[offset:offset + len(values)] = values
+                self._sock.sendto(oscwire.encode("/buffer.ack", name, offset), self.server)
+            return
+        for address, args in oscwire.parse(data):
+            if address == "/buffer.begin":
+                self._streams[args[0]] = _Buffer(int(args[1]), int(args[2]))
+                continue
+            if address == "/buffer.end":
+                buf = self._streams.pop(args[0], None)
+                if buf is not None:
+                    with self._cond:
+                        self._complete[args[0]] = buf.data
+                        self.sample_rate = buf.sample_rate
+                continue
+            if address == "/buffer.file":  # read at once: the server's cache may recycle it
+                audio, _ = sf.read(args[1], dtype="float32", always_2d=False)
+                with self._cond:
+                    self._complete[args[0]] = audio
+                    self.sample_rate = int(args[3])
+                continue
+            if address == "/progress" and self.on_event is not None:
+                self.on_event(address, args)
+            with self._cond:
+                self._inbox.append((address, args))
+                self._cond.notify_all()
+
+    def buffer(self, name: str) -> np.ndarray:
+        """A buffer delivered since the last call for it (stream: received; file: read when
+        its /buffer.file arrived)."""
+        with self._cond:
+            data = self._complete.pop(name, None)
+        if data is not None:
+            return data
+        raise KeyError(f"buffer {name} was not delivered (delivery mode play?)")
+
+    def _job(self, address: str, names: Sequence[str], *args: int | float | str,
+             timeout: float | None) -> tuple[list[Any], list[np.ndarray]]:
+        with self._call_lock:
+            with self._cond:
+                for n in names:
+                    self._complete.pop(n, None)
+            self.send(address, *args)
+            values = self.answer(address, timeout)
+        if self.delivery == "play":
+            return values, []
+        return values, [self.buffer(n) for n in names]
+
+    # ---- session ----------------------------------------------------------------------------
+    def set_delivery(self, mode: str) -> None:
+        """``file``, ``stream`` or ``play``."""
+        self.call("/delivery", mode)
+        self.delivery = mode
+
+    def status(self) -> Status:
+        """The server's state."""
+        v = self.query("/status", "/status.reply")
+        return Status(str(v[0]), int(v[1]), int(v[2]), int(v[3]), int(v[4]), int(v[5]), str(v[6]),
+                      str(v[7]), int(v[8]), str(v[9]))
+
+    def version(self) -> tuple[str, str, int]:
+        """(program, version, protocol version)."""
+        v = self.query("/version", "/version.reply")
+        return str(v[0]), str(v[1]), int(v[2])
+
+    def sync(self, ident: int = 1, timeout: float | None = None) -> None:
+        """Wait until every earlier command of this client has finished."""
+        self.query("/sync", "/synced", ident, timeout=timeout)
+
+    def cancel(self, job: int = 0) -> int:
+        """Cancel one job (by id) or all of this client's; return how many were stopped."""
+        return int(self.call("/cancel", job)[0])
+
+    # ---- model ------------------------------------------------------------------------------
+    def load_model(self, path: str, timeout: float | None = None) -> tuple[str, int, int]:
+        """Load a model inside the server's model roots: (name, audio_length, sample_rate)."""
+        v = self.call("/model.load", path, timeout=timeout)
+        return str(v[0]), int(v[1]), int(v[2])
+
+    def load_directions(self, path: str, timeout: float | None = None) -> tuple[int, str]:
+        """Load a directions file: (K, layer)."""
+        v = self.call("/directions.load", path, timeout=timeout)
+        return int(v[0]), str(v[1])
+
+    def layers(self) -> list[str]:
+        """Generator layer names."""
+        return [str(x) for x in self.call("/model.layers")]
+
+    # ---- latents, coefficients, pitch -------------------------------------------------------
+    def random_z(self, slot: int, seed: int | None = None) -> None:
+        """Fill a z slot with a random latent."""
+        self.call("/z.random", slot, *(() if seed is None else (seed,)))
+
+    def set_z(self, slot: int, z: Sequence[float] | np.ndarray) -> None:
+        """Set a z slot."""
+        self.call("/z.set", slot, *(float(x) for x in np.asarray(z, np.float32)))
+
+    def get_z(self, slot: int) -> np.ndarray:
+        """Read a z slot."""
+        v = self.query("/z.get", "/z.reply", slot)
+        return np.array(v[1:], np.float32)
+
+    def slerp_z(self, dst: int, a: int, b: int, t: float) -> None:
+        """Slot dst := slerp(slot a, slot b, t)."""
+        self.call("/z.slerp", dst, a, b, float(t))
+
+    def set_coefficients(self, values: Sequence[float] | np.ndarray, start: int = 0) -> None:
+        """Set consecutive coefficients of the current step from ``start``."""
+        vals = [float(x) for x in np.asarray(values, np.float32).reshape(-1)]
+        self.call("/coef.setn", start, len(vals), *vals)
+
+    def set_coefficient(self, values: Mapping[int, float]) -> None:
+        """Set coefficients by index."""
+        args: list[int | float] = []
+        for i, v in values.items():
+            args += [int(i), float(v)]
+        self.call("/coef.set", *args)
+
+    def zero_coefficients(self) -> None:
+        """Zero the current step."""
+        self.call("/coef.zero")
+
+    def get_coefficients(self, start: int = 0, count: int = P.MIRROR_MIN) -> np.ndarray:
+        """Read coefficients of the current step."""
+        v = self.query("/coef.get", "/coef.reply", start, count)
+        return np.array(v[1:], np.float32)
+
+    def set_pitch(self, pitch: int) -> None:
+        """This client's current pitch."""
+        self.call("/pitch", pitch)
+
+    # ---- synthesis --------------------------------------------------------------------------
+    def synth(self, buffer: str = "snd", pitch: int | None = None, zslot: int = 0,
+              timeout: float | None = None) -> np.ndarray:
+        """One note from a z slot (current coefficients applied when directions are loaded)."""
+        if pitch is None and zslot:
+            raise ValueError("give a pitch together with a z slot other than 0")
+        args: tuple[int | str, ...] = (buffer,) if pitch is None else (buffer, pitch, zslot)
+        return self._job("/synth", [buffer], *args, timeout=timeout)[1][0]
+
+    def synth_noz(self, buffer: str = "snd", pitch: int | None = None,
+                  timeout: float | None = None) -> np.ndarray:
+        """One note from the directions' mean plus the current coefficients."""
+        args = (buffer,) if pitch is None else (buffer, pitch)
+        return self._job("/synth.noz", [buffer], *args, timeout=timeout)[1][0]
+
+    def synth_batch(self, prefix: str, notes: Sequence[tuple[int, int]],
+                    timeout: float | None = None) -> list[np.ndarray]:
+        """Several notes in one batch: ``notes`` are (zslot, pitch) pairs."""
+        args: list[int | str] = [prefix]
+        for slot, pitch in notes:
+            args += [int(slot), int(pitch)]
+        names = [f"{prefix}{i}" for i in range(len(notes))]
+        return self._job("/synth.batch", names, *args, timeout=timeout)[1]
+
+    def hallucinate(self, buffer: str = "hallu", timeout: float | None = None) -> np.ndarray:
+        """Coefficient-space hallucination through the HALLU steps."""
+        return self._job("/hallu", [buffer], buffer, timeout=timeout)[1][0]
+
+    def hallucinate_z(self, buffer: str, keypoints: int, steps: int, seed: int | None = None,
+                      timeout: float | None = None) -> np.ndarray:
+        """z-space hallucination with random keypoints."""
+        extra = () if seed is None else (seed,)
+        return self._job("/hallu.z", [buffer], buffer, keypoints, steps, *extra,
+                         timeout=timeout)[1][0]
+
+    # ---- HALLU sequencer --------------------------------------------------------------------
+    def hallu(self, word: str) -> tuple[int, int]:
+        """``add``, ``remove``, ``next`` or ``prev``: returns (index, count) of the new position."""
+        address = f"/hallu.{word}"
+        with self._call_lock:
+            self.send(address)
+            self.answer(address)
+            _, step = self.expect(lambda m: m[0] == "/hallu.step", timeout=1.0)
+        self._drop("/hallu.coef")
+        return int(step[0]), int(step[1])
+
+    def hallu_setting(self, name: str, value: float) -> None:
+        """Set one of interp, spacing, trim, attack, sustain, release."""
+        self.call(f"/hallu.{name}", value)
+        self._drop("/hallu.setting")
+
+    def hallu_state(self) -> HalluState:
+        """The whole sequencer state."""
+        with self._call_lock:
+            self._drop("/hallu.")
+            self.send("/hallu.state")
+            self.answer("/hallu.state")
+            msgs = self._drop("/hallu.")
+        step = next(a for addr, a in msgs if addr == "/hallu.step")
+        settings = {str(a[0]): float(a[1]) for addr, a in msgs if addr == "/hallu.setting"}
+        coefs = dict((int(a[0]), float(a[1])) for addr, a in msgs if addr == "/hallu.coef")
+        vec = np.array([coefs[i] for i in range(len(coefs))], np.float32)
+        return HalluState(int(step[0]), int(step[1]), settings, vec)
+
+    def _drop(self, prefix: str) -> list[Message]:
+        """Remove the received messages whose address starts with ``prefix``; return them."""
+        with self._cond:
+            dropped = [m for m in self._inbox if m[0].startswith(prefix)]
+            keep = [m for m in self._inbox if not m[0].startswith(prefix)]
+            self._inbox.clear()
+            self._inbox.extend(keep)
+            return dropped
+
+
+def _loopback(host: str) -> bool:
+    return host in ("localhost", "127.0.0.1", "::1")

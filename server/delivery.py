@@ -1,0 +1,169 @@
+"""Buffer delivery: float WAV files in a bounded cache folder, acked OSC streams, or the server's
+sound card."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import logging
+import os
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from ganspace_server import oscwire
+from ganspace_server import protocol as P
+from ganspace_server.session import Address, Session
+
+log = logging.getLogger(__name__)
+
+FILE_PREFIX = "gss"
+_OWN_FILE = re.compile(rf"{FILE_PREFIX}\d+-\d+-[A-Za-z0-9_-]*\.wav")
+
+
+class DeliveryError(Exception):
+    """A buffer could not be delivered; the text is the /fail reason."""
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/ganspacesynth/buffers`` (``~/.cache/...`` by default)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "ganspacesynth" / "buffers"
+
+
+class FileCache:
+    """Writes float WAVs with unique names into one folder and keeps its total size bounded.
+
+    Only files this process wrote are ever deleted, oldest first, and never those of the job
+    being delivered; leftovers of earlier runs (same name pattern, older than ``stale_seconds``)
+    are removed at start.
+    """
+
+    def __init__(self, folder: Path, max_bytes: int, stale_seconds: float = 3600.0) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder.resolve()
+        self.max_bytes = max_bytes
+        self._files: deque[tuple[Path, int]] = deque()
+        self._total = 0
+        self._seq = itertools.count(1)
+        self._lock = threading.Lock()
+        now = time.time()
+        for p in self.folder.iterdir():
+            if _OWN_FILE.fullmatch(p.name) and now - p.stat().st_mtime > stale_seconds:
+                p.unlink(missing_ok=True)
+
+    def write_all(self, buffers: list[tuple[str, np.ndarray]], sample_rate: int) -> list[Path]:
+        """Write one job's buffers as 32-bit float WAVs, then delete the oldest earlier files
+        while the folder holds more than ``max_bytes``. Returns the absolute paths."""
+        written = [self._write(name, audio, sample_rate) for name, audio in buffers]
+        with self._lock:
+            earlier = len(self._files) - len(written)
+            while self._total > self.max_bytes and earlier > 0:
+                old, old_size = self._files.popleft()
+                old.unlink(missing_ok=True)
+                self._total -= old_size
+                earlier -= 1
+        return written
+
+    def _write(self, buffer: str, audio: np.ndarray, sample_rate: int) -> Path:
+        safe = re.sub(r"[^A-Za-z0-9_-]", "_", buffer)[:32]
+        with self._lock:
+            name = f"{FILE_PREFIX}{os.getpid()}-{next(self._seq)}-{safe}.wav"
+        path = self.folder / name
+        if path.parent != self.folder:  # cannot happen with the pattern above; never write outside
+            raise DeliveryError("refusing a file name outside the cache folder")
+        data = io.BytesIO()  # encode in memory, then one write: libsndfile's small writes are slow
+        sf.write(data, np.asarray(audio, np.float32), sample_rate, subtype="FLOAT", format="WAV")
+        tmp = path.with_suffix(".part")
+        tmp.write_bytes(data.getbuffer())
+        os.replace(tmp, path)  # a reader never sees a half-written file
+        size = data.tell()
+        with self._lock:
+            self._files.append((path, size))
+            self._total += size
+        return path
+
+    def clear(self) -> None:
+        """Delete every file this cache wrote."""
+        with self._lock:
+            while self._files:
+                self._files.popleft()[0].unlink(missing_ok=True)
+            self._total = 0
+
+
+Send = Callable[[bytes, Address], None]
+
+
+def stream(send: Send, session: Session, buffer: str, audio: np.ndarray, sample_rate: int,
+           ack_timeout: float, tries: int, cancelled: Callable[[], bool]) -> None:
+    """Send ``audio`` as /buffer.begin, acked /buffer.chunk messages, /buffer.end.
+
+    At most :data:`~ganspace_server.protocol.STREAM_WINDOW` chunks are unacknowledged; a chunk
+    without an ack after ``ack_timeout`` seconds is sent again, ``tries`` times in all.
+
+    Raises:
+        DeliveryError: a chunk was never acknowledged, or the job was cancelled.
+    """
+    data = np.ascontiguousarray(audio, dtype=np.float32).reshape(-1)
+    frames = int(data.size)
+    offsets = list(range(0, frames, P.CHUNK_FLOATS))
+    session.start_stream(buffer)
+    try:
+        send(oscwire.encode("/buffer.begin", buffer, frames, sample_rate), session.reply_to)
+        sent: dict[int, tuple[float, int]] = {}  # offset -> (last send time, sends)
+        nxt = 0
+        acked: set[int] = set()
+        while nxt < len(offsets) or sent:
+            if cancelled():
+                raise DeliveryError("cancelled")
+            while nxt < len(offsets) and len(sent) < P.STREAM_WINDOW:
+                off = offsets[nxt]
+                _send_chunk(send, session.reply_to, buffer, off, data)
+                sent[off] = (time.monotonic(), 1)
+                nxt += 1
+            oldest = min(t for t, _ in sent.values())
+            wait = max(0.0, oldest + ack_timeout - time.monotonic())
+            pending = set(sent)
+            acked = session.wait_acks(lambda a, p=pending: bool(p & a), wait)
+            for off in pending & acked:
+                del sent[off]
+            now = time.monotonic()
+            for off, (t, n) in list(sent.items()):
+                if now - t < ack_timeout:
+                    continue
+                if n >= tries:
+                    raise DeliveryError(f"no /buffer.ack for {buffer} at offset {off} after "
+                                        f"{n} tries")
+                _send_chunk(send, session.reply_to, buffer, off, data)
+                sent[off] = (now, n + 1)
+        send(oscwire.encode("/buffer.end", buffer, frames, sample_rate), session.reply_to)
+    finally:
+        session.start_stream("")
+
+
+def _send_chunk(send: Send, to: Address, buffer: str, offset: int, data: np.ndarray) -> None:
+    chunk = data[offset: offset + P.CHUNK_FLOATS]
+    send(oscwire.encode_floats("/buffer.chunk", (buffer, offset), chunk), to)
+
+
+def play(audio: np.ndarray, sample_rate: int) -> None:
+    """Play on the server's default output device (non-blocking).
+
+    Raises:
+        DeliveryError: sounddevice or PortAudio missing, no output device, or playback failed.
+    """
+    try:
+        import sounddevice as sd
+    except (ImportError, OSError) as exc:
+        raise DeliveryError(f"play delivery needs sounddevice and PortAudio: {exc}") from None
+    try:
+        sd.query_devices(kind="output")
+        sd.play(np.asarray(audio, np.float32), sample_rate)
+    except Exception as exc:  # PortAudioError, ValueError (no device), ...
+        raise DeliveryError(f"no usable sound card on the server: {exc}") from None
