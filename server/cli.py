@@ -14,7 +14,16 @@ from ganspace_server import protocol as P
 log = logging.getLogger("ganspace_server")
 
 REPO_MODELS = Path(__file__).resolve().parents[1] / "models"
-DEFAULT_MODEL = REPO_MODELS / "default"
+# `pip install .` copies models/default here (setup.cfg data_files); a checkout uses REPO_MODELS.
+INSTALLED_MODELS = Path(sys.prefix) / "share" / "ganspacesynth" / "models"
+DEFAULT_DIRECTIONS_NAME = "directions.safetensors"
+
+
+def default_model_dir() -> Path:
+    """The shipped default model: the checkout's ``models/default`` (editable installs, running
+    from the repository), else the copy installed under ``<prefix>/share/ganspacesynth``."""
+    candidates = [REPO_MODELS / "default", INSTALLED_MODELS / "default"]
+    return next((c for c in candidates if (c / "model.json").is_file()), candidates[0])
 
 
 def register_serve(sub: argparse._SubParsersAction) -> None:
@@ -24,8 +33,10 @@ def register_serve(sub: argparse._SubParsersAction) -> None:
         description="Serve a GANSynth model over OSC/UDP (protocol: docs/protocol.md). OSC has "
         "no encryption and no authentication: keep it on loopback or a trusted network.")
     p.add_argument("--model", type=Path, default=None,
-                   help=f"model folder (native or Magenta); default {DEFAULT_MODEL}")
-    p.add_argument("--directions", type=Path, default=None, help="GANSpace directions file")
+                   help="model folder (native or Magenta); default: the shipped models/default")
+    p.add_argument("--directions", type=Path, default=None,
+                   help="GANSpace directions file (default with the default model: its "
+                   f"{DEFAULT_DIRECTIONS_NAME})")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (non-loopback needs --allow)")
     p.add_argument("--port", type=int, default=P.DEFAULT_PORT,
@@ -67,13 +78,16 @@ def _serve(args: argparse.Namespace) -> int:
     from ganspace_server.guard import parse_networks
     from ganspace_server.server import Server, ServerConfig
 
-    model_dir: Path = args.model or DEFAULT_MODEL
-    if args.model is None and not (model_dir / "model.json").is_file():
-        raise InputError(f"no default model shipped yet ({model_dir} holds no model.json): "
-                         "pass --model ...")
+    model_dir: Path = args.model or default_model_dir()
+    if args.model is None:
+        if not (model_dir / "model.json").is_file():
+            raise InputError(f"no default model shipped yet ({model_dir} holds no model.json): "
+                             "pass --model ...")
+        if args.directions is None and (model_dir / DEFAULT_DIRECTIONS_NAME).is_file():
+            args.directions = model_dir / DEFAULT_DIRECTIONS_NAME
     roots = list(args.model_root)
     if not roots:
-        roots = [r for r in (REPO_MODELS, model_dir) if r.is_dir()]
+        roots = [r for r in (REPO_MODELS, model_dir.parent, model_dir) if r.is_dir()]
         if args.directions is not None:
             roots.append(args.directions.resolve().parent)
     config = ServerConfig(host=args.host, port=args.port, model_roots=roots,

@@ -74,9 +74,23 @@ def test_compose_example_end_to_end_then_quit(served: tuple[subprocess.Popen[str
 
 def test_serve_without_a_default_model_says_so(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(server_cli, "DEFAULT_MODEL", tmp_path / "default")
+    monkeypatch.setattr(server_cli, "REPO_MODELS", tmp_path / "repo")
+    monkeypatch.setattr(server_cli, "INSTALLED_MODELS", tmp_path / "installed")
     assert cli_main(["serve"]) == 2
     assert "no default model shipped yet" in capsys.readouterr().err
+
+
+def test_default_model_is_found_in_the_checkout_or_the_install(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_model_dir: Path) -> None:
+    import shutil
+
+    monkeypatch.setattr(server_cli, "REPO_MODELS", tmp_path / "repo")
+    monkeypatch.setattr(server_cli, "INSTALLED_MODELS", tmp_path / "installed")
+    assert server_cli.default_model_dir() == tmp_path / "repo" / "default"
+    shutil.copytree(tiny_model_dir, tmp_path / "installed" / "default")
+    assert server_cli.default_model_dir() == tmp_path / "installed" / "default"
+    shutil.copytree(tiny_model_dir, tmp_path / "repo" / "default")
+    assert server_cli.default_model_dir() == tmp_path / "repo" / "default"
 
 
 def test_serve_refuses_a_public_address_without_allow(tiny_model_dir: Path,
