@@ -281,6 +281,10 @@ class Client:
         """Generator layer names."""
         return [str(x) for x in self.call("/model.layers")]
 
+    def pitches(self) -> list[int]:
+        """Every MIDI pitch the model knows, sorted."""
+        return [int(x) for x in self.call("/model.pitches")]
+
     # ---- latents, coefficients, pitch -------------------------------------------------------
     def random_z(self, slot: int, seed: int | None = None) -> None:
         """Fill a z slot with a random latent."""

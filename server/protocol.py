@@ -306,6 +306,10 @@ COMMANDS: dict[str, Command] = {c.address: c for c in (
             replies=("/done /directions.load <K> <layer>", "/status.reply (to subscribers)")),
     Command("/model.layers", "Model", "List the generator's layer names.",
             replies=("/done /model.layers <name>...",)),
+    Command("/model.pitches", "Model",
+            "List every MIDI pitch the model knows (a pitch set may have gaps; /status.reply "
+            "gives only the count and range).",
+            replies=("/done /model.pitches <pitch>...",)),
     # ---- latents --------------------------------------------------------------------------------
     Command("/z.random", "Latents",
             "Fill a z slot with a standard-normal latent vector.",

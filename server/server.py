@@ -141,7 +141,8 @@ class Server:
             "/status": self._status, "/version": self._version, "/sync": self._sync,
             "/latest": self._latest, "/cancel": self._cancel, "/quit": self._quit_cmd,
             "/model.load": self._model_load, "/directions.load": self._directions_load,
-            "/model.layers": self._layers, "/z.random": self._z_random, "/z.set": self._z_set,
+            "/model.layers": self._layers, "/model.pitches": self._pitches,
+            "/z.random": self._z_random, "/z.set": self._z_set,
             "/z.get": self._z_get, "/z.slerp": self._z_slerp, "/coef.set": self._coef_set,
             "/coef.setn": self._coef_setn, "/coef.zero": self._coef_zero,
             "/coef.get": self._coef_get, "/pitch": self._pitch, "/synth": self._synth,
@@ -416,6 +417,9 @@ class Server:
 
     def _layers(self, s: Session, r: P.Request) -> None:
         self._done(s, "/model.layers", *self._state.model.layer_names())
+
+    def _pitches(self, s: Session, r: P.Request) -> None:
+        self._done(s, "/model.pitches", *self._state.model.pitches)
 
     # ---- latents and coefficients ---------------------------------------------------------------
     def _slot(self, s: Session, slot: int) -> np.ndarray:

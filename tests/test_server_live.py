@@ -153,8 +153,8 @@ def _good_args(c: Client, root: Path) -> dict[str, tuple[list[Any], str | None]]
         "/version": ([], "/version.reply"), "/sync": ([3], "/synced"),
         "/latest": (["t"], None), "/cancel": ([], "/done"), "/quit": ([], "/fail"),
         "/model.load": (["tiny"], "/done"), "/directions.load": (["dirs.safetensors"], "/done"),
-        "/model.layers": ([], "/done"), "/z.random": ([1, 5], "/done"), "/z.set": ([0, *z],
-                                                                                   "/done"),
+        "/model.layers": ([], "/done"), "/model.pitches": ([], "/done"),
+        "/z.random": ([1, 5], "/done"), "/z.set": ([0, *z], "/done"),
         "/z.get": ([0], "/z.reply"), "/z.slerp": ([2, 0, 1, 0.5], "/done"),
         "/coef.set": ([0, 0.5, 3, -1], "/done"), "/coef.setn": ([1, 2, 0.1, 0.2], "/done"),
         "/coef.zero": ([], "/done"), "/coef.get": ([0, 4], "/coef.reply"),
@@ -542,6 +542,7 @@ def test_directions_load_and_layers(make_server: ServerFactory, tiny_model: GANS
     server = make_server()
     with Client(*server.address, timeout=T, subscribe=True) as c:
         assert c.layers() == tiny_model.layer_names()
+        assert c.pitches() == tiny_model.pitches
         assert c.load_directions("dirs.safetensors") == (6, "conv0")
         _, st = c.expect(lambda m: m[0] == "/status.reply")  # broadcast to subscribers
         assert st[5:7] == [6, "conv0"]
