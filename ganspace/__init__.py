@@ -1,6 +1,7 @@
 """ganspace: GANSynth in PyTorch (TF-free Magenta checkpoints), GANSpace directions, hallucination
 and training. The OSC server lives in the separate package ``ganspace_server``."""
 
+from ganspace.directions import Directions, load_directions, save_directions
 from ganspace.errors import CheckpointError, GanspaceError, InputError, ModelFormatError
 from ganspace.latent import slerp
 from ganspace.model import GANSynthModel, load_model
@@ -9,10 +10,13 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CheckpointError",
+    "Directions",
     "GANSynthModel",
     "GanspaceError",
     "InputError",
     "ModelFormatError",
+    "load_directions",
     "load_model",
+    "save_directions",
     "slerp",
 ]

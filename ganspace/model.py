@@ -43,6 +43,9 @@ class DirectionsLike(Protocol):
     mean: np.ndarray  # [H, W, C]
     fingerprint: str | None
 
+    def check_compatible(self, model: GANSynthModel) -> None:
+        """Raise InputError unless these directions fit ``model``."""
+
 
 def describe_pitches(pitches: Sequence[int]) -> str:
     """Compact text for a pitch set: ``24-84`` for a run, ``32`` or ``24-30, 40``."""
@@ -74,6 +77,7 @@ class GANSynthModel:
         device: where generation runs.
         hparams: Magenta-style hyper-parameters.
         generator: the trainable :class:`Generator` (eval mode).
+        fast_generator: the folded :class:`FastGenerator` used for inference (same weights).
         provenance: where the weights came from (source path, global_step, stage, ...).
         batch_size: most notes per forward pass (bounds memory; larger requests are chunked).
     """
@@ -109,7 +113,7 @@ class GANSynthModel:
             )
         self.provenance = dict(provenance or {})
         self.generator = generator.to(self.device).eval()
-        self._fast = FastGenerator.from_generator(self.generator).to(self.device)
+        self.fast_generator = FastGenerator.from_generator(self.generator).to(self.device)
         self.batch_size = 256 if self.device.type == "cuda" else 8
         self._fingerprint: str | None = None
         self._dir_cache: weakref.WeakKeyDictionary[Any, tuple[Tensor, Tensor, Tensor]] = (
@@ -192,18 +196,8 @@ class GANSynthModel:
         """Cached device copies: components [K, H*W*C], stdev [K], mean [H*W*C] (NHWC order)."""
         cached = self._dir_cache.get(d)
         if cached is None:
-            shape = self.layer_shape(d.layer)
+            d.check_compatible(self)
             comp = np.asarray(d.components)
-            if tuple(comp.shape[1:]) != shape or tuple(np.shape(d.mean)) != shape:
-                raise InputError(
-                    f"directions for layer {d.layer} have shape {list(comp.shape[1:])}, but this "
-                    f"model's {d.layer} is {list(shape)}: they were made for another model"
-                )
-            if d.fingerprint is not None and d.fingerprint != self.fingerprint:
-                raise InputError(
-                    f"directions were computed for model {d.fingerprint}, not this one "
-                    f"({self.fingerprint}); recompute them with `ganspacesynth pca`"
-                )
             cached = (
                 torch.as_tensor(comp.reshape(len(comp), -1), dtype=torch.float32).to(self.device),
                 torch.as_tensor(np.asarray(d.stdev), dtype=torch.float32).to(self.device),
@@ -229,6 +223,16 @@ class GANSynthModel:
             raise InputError("coefficients contain NaN or inf")
         ct = torch.as_tensor(c, device=self.device)
         return (ct * stdev[:k]) @ comp[:k]
+
+    @torch.inference_mode()
+    def activations(self, z: ArrayLike, pitches: int | Sequence[int] | np.ndarray,
+                    layer: str) -> Tensor:
+        """Output of ``layer`` for latents z [N, latent_size] at one pitch or N pitches:
+        float32 [N, H, W, C] (NHWC, the layout of direction components) on :attr:`device`;
+        later layers are not computed."""
+        zt = torch.as_tensor(check_latents(z, self.latent_size), device=self.device)
+        act = self.fast_generator.activations(zt, self.labels(pitches, zt.shape[0]), layer)
+        return act.permute(0, 2, 3, 1).float()
 
     @torch.inference_mode()
     def generate_specgram(
@@ -277,7 +281,7 @@ class GANSynthModel:
                 base = mean if zt is None else None
                 edit = (directions.layer, _make_edit(off, base, self.layer_shape(directions.layer)))
             with autocast:
-                tanh = self._fast(None if zt is None else zt[s:e], labels[s:e], edit=edit)
+                tanh = self.fast_generator(None if zt is None else zt[s:e], labels[s:e], edit=edit)
             nhwc = tanh.float().permute(0, 2, 3, 1)
             outs.append(audio.denormalize(nhwc, self.hparams))
         if not outs:

@@ -182,3 +182,12 @@ def test_slerp_matches_magenta_and_stays_finite():
     np.testing.assert_allclose(batch[0], a, atol=1e-12)
     np.testing.assert_allclose(batch[2], b, atol=1e-12)
     assert ganspace.slerp(a.astype(np.float32), b.astype(np.float32), 0.5).dtype == np.float32
+
+
+def test_activations_public_api_matches_magenta(small, ref):
+    act = small.activations(ref["z"], ref["pitches"], "conv0")
+    assert tuple(act.shape) == (4, 2, 16, 32)  # NHWC, the layout of direction components
+    want = ref["act__progressive_gan_block_1__conv0"]
+    assert np.abs(act.cpu().numpy() - want).max() <= 1e-4 * np.abs(want).max()
+    with pytest.raises(InputError, match="unknown layer"):
+        small.activations(ref["z"], 60, "conv9")
