@@ -76,7 +76,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="coefficient keypoints: a .npy file [N, k] or 'c,c,c;c,c,c' (noz mode)")
     p.add_argument("--subdivisions", type=int, default=0,
                    help="with --coefficient-steps: k, giving k-1 points between steps (0)")
-    p.add_argument("--pitch", type=int, default=32, help="MIDI pitch (default 32)")
+    p.add_argument("--pitch", type=int,
+                   help="MIDI pitch (default 32, or the model's middle one)")
     p.add_argument("--directions", type=Path, help="directions file (from `pca`/`import-pca`)")
     p.add_argument("--coefficients", type=_floats,
                    help="z space: comma-separated coefficients c0,c1,... (standard deviations)")
@@ -102,7 +103,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--range", type=float, nargs=2, default=[-2.0, 2.0], metavar=("LO", "HI"),
                    help="coefficient range in standard deviations (default -2 2)")
     p.add_argument("--steps", type=int, default=5, help="values per axis (default 5)")
-    p.add_argument("--pitch", type=int, default=32, help="MIDI pitch (default 32)")
+    p.add_argument("--pitch", type=int,
+                   help="MIDI pitch (default 32, or the model's middle one)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--seed", type=int, default=0, help="seed of the base latent (z mode)")
     g.add_argument("--noz", action="store_true", help="noz mode: start from the mean activation")
@@ -275,6 +277,10 @@ def cmd_hallucinate(args: argparse.Namespace) -> int:
     steps = parse_coefficient_steps(args.coefficient_steps) if noz else None
     directions = _load_directions(args.directions) if args.directions else None
     model = _load_model(args.model, args.device)
+    if args.pitch is None:
+        from ganspace.pca import default_pitch
+
+        args.pitch = default_pitch(model)
     with _bar(not args.no_progress, "hallucinate") as bar:
         def progress(done: int, total: int) -> None:
             bar.total = total
@@ -395,6 +401,10 @@ def cmd_grid(args: argparse.Namespace) -> int:
         raise InputError(f"components {a},{b}: the directions hold only {directions.count}")
     model = _load_model(args.model, args.device)
     directions.check_compatible(model)
+    if args.pitch is None:
+        from ganspace.pca import default_pitch
+
+        args.pitch = default_pitch(model)
     values = grid_values(args.range[0], args.range[1], args.steps)
     coeffs = grid_coefficients(a, b, values)
     n = len(coeffs)
