@@ -30,6 +30,7 @@ FORMAT_NAME = "ganspacesynth-model"
 FORMAT_VERSION = 1
 MODEL_JSON = "model.json"
 WEIGHTS_FILE = "generator.safetensors"
+DEFAULT_PITCH = 32
 PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -59,6 +60,13 @@ def describe_pitches(pitches: Sequence[int]) -> str:
         parts.append(str(ps[i]) if i == j else f"{ps[i]}-{ps[j]}")
         i = j + 1
     return ", ".join(parts)
+
+
+def default_pitch(pitches: Sequence[int]) -> int:
+    """The pitch used when none is given: 32 (the original GANSpaceSynth's fixed pitch) when the
+    model knows it, else the middle of its sorted pitches."""
+    ps = sorted(pitches)
+    return DEFAULT_PITCH if DEFAULT_PITCH in ps else ps[len(ps) // 2]
 
 
 def default_device() -> torch.device:

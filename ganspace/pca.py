@@ -39,13 +39,12 @@ from tqdm import tqdm
 
 from ganspace.directions import Directions
 from ganspace.errors import InputError
-from ganspace.model import GANSynthModel
+from ganspace.model import GANSynthModel, default_pitch
 
 log = logging.getLogger(__name__)
 
 ESTIMATORS = ("cov", "ipca", "pca")
 DEFAULT_COMPONENTS = 512
-DEFAULT_PITCH = 32
 LATENT_CHUNK = 1024
 MAX_COV_BYTES = 8 * 2**30
 """Largest float64 ``D x D`` accumulator ``cov`` accepts (D = 32768, e.g. ``conv0_2``)."""
@@ -75,13 +74,6 @@ class PCAStats:
 
 
 # ---- sampling ----------------------------------------------------------------------------------
-def default_pitch(model: GANSynthModel) -> int:
-    """32 when the model knows it (the original's fixed pitch), else its middle pitch."""
-    if DEFAULT_PITCH in model.pitches:
-        return DEFAULT_PITCH
-    return model.pitches[len(model.pitches) // 2]
-
-
 def iter_latents(seed: int, start: int, stop: int, batch: int,
                  latent_size: int) -> Iterator[np.ndarray]:
     """Latents of samples ``start .. stop-1`` of the seeded stream (see the module docstring), in
@@ -382,7 +374,7 @@ def compute_directions(
         raise InputError(f"seed must be >= 0, got {seed}")
     shape = model.layer_shape(layer)
     dim = int(np.prod(shape))
-    pitch = default_pitch(model) if pitch is None else pitch
+    pitch = default_pitch(model.pitches) if pitch is None else pitch
     model.label_for(pitch)
     k = resolve_components(components, samples, dim)
     rank, size = world()
@@ -459,7 +451,7 @@ def bench_pca(model: GANSynthModel, layer: str, samples: int, seed: int = 0, bat
 
     shape = model.layer_shape(layer)
     dim = int(np.prod(shape))
-    pitch = default_pitch(model)
+    pitch = default_pitch(model.pitches)
     t0 = time.perf_counter()
     acts = np.empty((samples, dim), dtype=np.float32)
     pos = 0

@@ -39,12 +39,12 @@ from ganspace.hallucinate import (
     z_count,
 )
 from ganspace.latent import slerp
-from ganspace.model import GANSynthModel, load_model
+from ganspace.model import GANSynthModel, default_pitch, load_model
 from ganspace_server import __version__, delivery, oscwire
 from ganspace_server import protocol as P
 from ganspace_server.guard import Network, PathGuard, RateLimitedLog, SourceFilter, is_loopback
 from ganspace_server.jobs import Busy, Job, JobQueue, Result
-from ganspace_server.session import Address, Session, default_pitch
+from ganspace_server.session import Address, Session
 
 log = logging.getLogger("ganspace_server")
 

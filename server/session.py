@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ganspace.errors import InputError
+from ganspace.model import default_pitch
 from ganspace_server import protocol as P
 
 Address = tuple[str, int]
@@ -21,11 +22,6 @@ Address = tuple[str, int]
 DEFAULT_SETTINGS: dict[str, float] = {
     "interp": 4, "spacing": 0.5, "trim": 0.0, "attack": 0.01, "sustain": 1.0, "release": 1.0,
 }
-
-
-def default_pitch(pitches: Sequence[int]) -> int:
-    """32 (the original's pitch) when the model knows it, else the middle pitch."""
-    return 32 if 32 in pitches else sorted(pitches)[len(pitches) // 2]
 
 
 @dataclass

@@ -16,10 +16,10 @@ from sklearn.decomposition import PCA
 from ganspace import pca
 from ganspace.directions import load_directions
 from ganspace.errors import InputError
+from ganspace.model import default_pitch
 from ganspace.pca import (
     CovarianceAccumulator,
     compute_directions,
-    default_pitch,
     ipca_chunks,
     iter_latents,
     latents,
@@ -154,8 +154,8 @@ def test_other_layers_and_pitch(tiny_model, cov_all):
 
 
 def test_default_pitch():
-    assert default_pitch(make_tiny_model()) == 32
-    assert default_pitch(make_tiny_model(pitches=list(range(60, 71)))) == 65
+    assert default_pitch(make_tiny_model().pitches) == 32
+    assert default_pitch(list(range(60, 71))) == 65
 
 
 def test_bad_requests(tiny_model):

@@ -278,9 +278,9 @@ def cmd_hallucinate(args: argparse.Namespace) -> int:
     directions = _load_directions(args.directions) if args.directions else None
     model = _load_model(args.model, args.device)
     if args.pitch is None:
-        from ganspace.pca import default_pitch
+        from ganspace.model import default_pitch
 
-        args.pitch = default_pitch(model)
+        args.pitch = default_pitch(model.pitches)
     with _bar(not args.no_progress, "hallucinate") as bar:
         def progress(done: int, total: int) -> None:
             bar.total = total
@@ -402,9 +402,9 @@ def cmd_grid(args: argparse.Namespace) -> int:
     model = _load_model(args.model, args.device)
     directions.check_compatible(model)
     if args.pitch is None:
-        from ganspace.pca import default_pitch
+        from ganspace.model import default_pitch
 
-        args.pitch = default_pitch(model)
+        args.pitch = default_pitch(model.pitches)
     values = grid_values(args.range[0], args.range[1], args.steps)
     coeffs = grid_coefficients(a, b, values)
     n = len(coeffs)
