@@ -1,0 +1,112 @@
+"""CLI verbs for datasets, training and evaluation: ``dataset chop|pad|make``, ``train``,
+``eval``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def _chop(args: argparse.Namespace) -> int:
+    from ganspace.dataset import chop
+
+    written = chop(args.inputs, args.out, pitch=args.pitch, hop=args.hop)
+    print(f"{len(written)} chunks -> {args.out}")
+    return 0
+
+
+def _pad(args: argparse.Namespace) -> int:
+    from ganspace.dataset import pad
+
+    written = pad(args.inputs, args.out, pitch=args.pitch, peak=args.peak)
+    print(f"{len(written)} sounds -> {args.out}")
+    return 0
+
+
+def _make(args: argparse.Namespace) -> int:
+    from ganspace.dataset import make_dataset
+
+    ds = make_dataset(args.folder, args.out)
+    print(f"{len(ds.names)} notes, {len(ds.pitch_set)} pitches "
+          f"({ds.pitch_set[0]}..{ds.pitch_set[-1]}) -> {args.out}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from ganspace.train import TrainOptions, train
+
+    out = train(TrainOptions(
+        dataset=args.dataset, out=args.out, config=args.config, images=args.images,
+        batch=args.batch, device=args.device, resume=args.resume, seed=args.seed,
+        checkpoint_seconds=args.checkpoint_minutes * 60.0, log_every=args.log_every,
+        threads=args.threads, progress_bar=not args.no_progress,
+    ))
+    print(f"model -> {out}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from ganspace.evaluate import evaluate, format_report
+
+    report = evaluate(args.model, count=args.count, seed=args.seed, directions=args.directions,
+                      components=args.components, device=args.device)
+    print(json.dumps(report, indent=1) if args.json else format_report(report))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``dataset``, ``train`` and ``eval`` to the ganspacesynth parser."""
+    ds = sub.add_parser("dataset", help="prepare training data (chop, pad, make)")
+    dsub = ds.add_subparsers(dest="dataset_verb", metavar="STEP", required=True)
+
+    p = dsub.add_parser("chop", help="cut long recordings into 4 s / 16 kHz mono chunks")
+    p.add_argument("inputs", nargs="+", type=Path, help="audio files (any rate; resampled)")
+    p.add_argument("--out", type=Path, required=True, help="folder for the chunks")
+    p.add_argument("--pitch", type=int, default=32, help="MIDI pitch label (default 32)")
+    p.add_argument("--hop", type=float, default=1.0, help="seconds between chunks (default 1)")
+    p.set_defaults(func=_chop)
+
+    p = dsub.add_parser("pad", help="peak-normalise one-shots and pad/trim them to 4 s")
+    p.add_argument("inputs", nargs="+", type=Path, help="audio files (any rate; resampled)")
+    p.add_argument("--out", type=Path, required=True, help="folder for the padded sounds")
+    p.add_argument("--pitch", type=int, default=None,
+                   help="MIDI pitch for every file (default: from <instrument>_<pitch> names)")
+    p.add_argument("--peak", type=float, default=1.0, help="peak after normalising (default 1)")
+    p.set_defaults(func=_pad)
+
+    p = dsub.add_parser("make", help="validate <instrument>_<pitch> files, write a dataset")
+    p.add_argument("folder", type=Path, help="folder of 16 kHz mono 4 s audio files")
+    p.add_argument("out", type=Path, help="dataset folder to create (must not exist)")
+    p.set_defaults(func=_make)
+
+    from ganspace.train import CONFIGS
+
+    p = sub.add_parser("train", help="train a GANSynth model (progressive WGAN-GP)")
+    p.add_argument("dataset", type=Path, help="dataset folder (ganspacesynth dataset make)")
+    p.add_argument("--out", type=Path, required=True, help="model folder (native format)")
+    p.add_argument("--config", choices=sorted(CONFIGS), default="small",
+                   help="published = Magenta's mel_prog_hires; small = CPU default; tiny = tests")
+    p.add_argument("--images", type=int, default=None,
+                   help="total training images (default: the config's total_num_images)")
+    p.add_argument("--batch", type=int, default=None, help="global batch size for all stages")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint-minutes", type=float, default=10.0,
+                   help="minutes between checkpoints (default 10)")
+    p.add_argument("--log-every", type=int, default=10, help="steps between log lines")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("eval", help="pitch accuracy and sanity of a model's random notes")
+    p.add_argument("model", type=Path, help="model folder")
+    p.add_argument("--count", type=int, default=200, help="random notes (default 200)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--directions", type=Path, default=None,
+                   help="GANSpace directions file: measure what the first components change")
+    p.add_argument("--components", type=int, default=4, help="components to measure (default 4)")
+    p.add_argument("--device", default=None, help="cpu or cuda")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=_eval)
