@@ -116,8 +116,8 @@ def test_cli_eval_json(tiny_model_dir: Path, capsys: pytest.CaptureFixture[str])
     assert report["pitch"]["notes"] == 2 and report["model"]["path"] == str(tiny_model_dir)
 
 
-@pytest.mark.skipif(not (DEFAULT / "model.json").is_file(), reason="models/default not exported")
 def test_default_model_generates_finite_audio_at_every_pitch() -> None:
+    assert (DEFAULT / "model.json").is_file(), "models/default is not shipped"
     model = ganspace.load_model(DEFAULT, device="cpu")
     assert model.pitches[-1] - model.pitches[0] >= 36  # three octaves or more
     assert model.generator.cfg.progress == model.generator.cfg.num_blocks - 1
@@ -126,3 +126,9 @@ def test_default_model_generates_finite_audio_at_every_pitch() -> None:
     notes = model.generate(model.random_z(len(model.pitches), seed=0), model.pitches)
     assert notes.shape == (len(model.pitches), 64000) and np.isfinite(notes).all()
     assert (np.abs(notes).max(axis=1) > 1e-3).all()
+    directions = ganspace.load_directions(DEFAULT / "directions.safetensors")
+    directions.check_compatible(model)
+    assert directions.count >= 16  # the HALLU patch has 16 sliders
+    edited = model.generate(None, model.pitches[:2], directions=directions,
+                            coefficients=np.ones((2, 16), np.float32))
+    assert np.isfinite(edited).all()
