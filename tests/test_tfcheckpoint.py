@@ -15,6 +15,9 @@ from ganspace.tfcheckpoint import BundleReader, mask_crc, read_bundle
 
 FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "magenta_small"
 PREFIX = FIXTURE / "stage_00012" / "model.ckpt-11000000"
+if not (FIXTURE / "experiment.json").is_file():
+    pytest.fail(f"shared fixture missing: {FIXTURE} (CI clones shared/ beside the repo)",
+                pytrace=False)
 EMA_KERNEL = (
     "Generator/progressive_gan_generator/progressive_gan_block_7/conv1/conv2d/kernel"
     "/ExponentialMovingAverage"
