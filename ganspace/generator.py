@@ -16,6 +16,7 @@ fork: ``conv0``, ``conv1`` (block 1), then ``conv0_<k>``, ``conv1_<k>`` for bloc
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -196,7 +197,7 @@ class Block(nn.Module):
         self.conv1 = EqConv2d(cout, cout, k, k, 0.0, k // 2)
 
 
-class _GeneratorBase(nn.Module):
+class _GeneratorBase(nn.Module, abc.ABC):
     """Shared forward skeleton: input normalisation, layer read/override, to_rgb blend."""
 
     cfg: GeneratorConfig
@@ -214,11 +215,14 @@ class _GeneratorBase(nn.Module):
         one_hot = F.one_hot(labels.long(), self.cfg.num_pitches).to(z.dtype)
         return pixel_norm(torch.cat([z, one_hot], dim=1))
 
+    @abc.abstractmethod
     def _conv(self, block: int, conv: int, x: Tensor) -> Tensor:
-        raise NotImplementedError
+        """Run conv ``conv`` (0 or 1) of block ``block`` (1-based), activation included:
+        x [B, C, H, W] (block 1 conv0: the [B, Z + P] input) -> [B, C', H', W']."""
 
+    @abc.abstractmethod
     def _to_rgb(self, block: int, x: Tensor) -> Tensor:
-        raise NotImplementedError
+        """tanh(to_rgb) of block ``block``'s output: [B, C, H, W] -> [B, 2, H, W]."""
 
     def _run(
         self, z: Tensor | None, labels: Tensor, stop_at: str | None, edit: LayerEdit | None
