@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -232,15 +232,56 @@ class GANSynthModel:
         ct = torch.as_tensor(c, device=self.device)
         return (ct * stdev[:k]) @ comp[:k]
 
+    def _latents(self, z: ArrayLike) -> Tensor:
+        """Checked latents as a float32 tensor [N, latent_size] on :attr:`device`."""
+        return torch.as_tensor(check_latents(z, self.latent_size), device=self.device)
+
     @torch.inference_mode()
     def activations(self, z: ArrayLike, pitches: int | Sequence[int] | np.ndarray,
                     layer: str) -> Tensor:
         """Output of ``layer`` for latents z [N, latent_size] at one pitch or N pitches:
         float32 [N, H, W, C] (NHWC, the layout of direction components) on :attr:`device`;
         later layers are not computed."""
-        zt = torch.as_tensor(check_latents(z, self.latent_size), device=self.device)
+        zt = self._latents(z)
         act = self.fast_generator.activations(zt, self.labels(pitches, zt.shape[0]), layer)
         return act.permute(0, 2, 3, 1).float()
+
+    def _specgram_chunks(
+        self,
+        z: ArrayLike | None,
+        pitches: int | Sequence[int] | np.ndarray,
+        directions: DirectionsLike | None,
+        coefficients: ArrayLike | None,
+    ) -> Iterator[Tensor]:
+        """Denormalised spectrograms [b, 128, 1024, 2], :attr:`batch_size` notes at a time, so
+        callers never hold more than one chunk of the (1 MiB per note) spectrograms."""
+        if z is None:
+            if directions is None:
+                raise InputError("noz mode (no z) needs directions")
+            n = len(np.atleast_1d(np.asarray(pitches)))
+            if coefficients is not None:
+                cshape = np.shape(coefficients)
+                n = max(n, cshape[0] if len(cshape) == 2 else 1)
+            zt = None
+        else:
+            zt = self._latents(z)
+            n = zt.shape[0]
+        labels = self.labels(pitches, n)
+        if directions is not None:
+            offsets = self._offsets(directions, coefficients if coefficients is not None else [], n)
+            base = self._direction_tensors(directions)[2] if zt is None else None
+            shape = self.layer_shape(directions.layer)
+        autocast = torch.autocast("cuda", dtype=PRECISIONS[self.precision],
+                                  enabled=self.precision != "float32")
+        for s in range(0, n, self.batch_size):
+            e = min(n, s + self.batch_size)
+            edit = None
+            if directions is not None:
+                off = offsets if offsets.shape[0] == 1 else offsets[s:e]
+                edit = (directions.layer, _make_edit(off, base, shape))
+            with autocast:
+                tanh = self.fast_generator(None if zt is None else zt[s:e], labels[s:e], edit=edit)
+            yield audio.denormalize(tanh.float().permute(0, 2, 3, 1), self.hparams)
 
     @torch.inference_mode()
     def generate_specgram(
@@ -262,39 +303,10 @@ class GANSynthModel:
         Returns:
             [N, 128, 1024, 2] float32 on :attr:`device` (log mel power, mel IF / pi).
         """
-        if z is None:
-            if directions is None:
-                raise InputError("noz mode (no z) needs directions")
-            n = len(np.atleast_1d(np.asarray(pitches)))
-            if coefficients is not None:
-                cshape = np.shape(coefficients)
-                n = max(n, cshape[0] if len(cshape) == 2 else 1)
-            zt = None
-        else:
-            zt = torch.as_tensor(check_latents(z, self.latent_size), device=self.device)
-            n = zt.shape[0]
-        labels = self.labels(pitches, n)
-        offsets = None
-        if directions is not None:
-            offsets = self._offsets(directions, coefficients if coefficients is not None else [], n)
-            mean = self._direction_tensors(directions)[2]
-        outs = []
-        autocast = torch.autocast("cuda", dtype=PRECISIONS[self.precision], enabled=(
-            self.precision != "float32"))
-        for s in range(0, n, self.batch_size):
-            e = min(n, s + self.batch_size)
-            edit = None
-            if directions is not None and offsets is not None:
-                off = offsets if offsets.shape[0] == 1 else offsets[s:e]
-                base = mean if zt is None else None
-                edit = (directions.layer, _make_edit(off, base, self.layer_shape(directions.layer)))
-            with autocast:
-                tanh = self.fast_generator(None if zt is None else zt[s:e], labels[s:e], edit=edit)
-            nhwc = tanh.float().permute(0, 2, 3, 1)
-            outs.append(audio.denormalize(nhwc, self.hparams))
-        if not outs:
+        chunks = list(self._specgram_chunks(z, pitches, directions, coefficients))
+        if not chunks:
             return torch.empty((0, audio.N_FRAMES, audio.N_BINS, 2), device=self.device)
-        return torch.cat(outs)
+        return torch.cat(chunks)
 
     @torch.inference_mode()
     def generate(
@@ -305,15 +317,13 @@ class GANSynthModel:
         coefficients: ArrayLike | None = None,
     ) -> np.ndarray:
         """Generate notes: float32 [N, audio_length] at :attr:`sample_rate`, unnormalised like
-        Magenta. Arguments as :meth:`generate_specgram`."""
-        spec = self.generate_specgram(z, pitches, directions, coefficients)
-        outs = [
-            audio.melspecgrams_to_audio(spec[s : s + self.batch_size])
-            for s in range(0, spec.shape[0], self.batch_size)
-        ]
+        Magenta. Arguments as :meth:`generate_specgram`; the spectrograms are turned into audio
+        chunk by chunk."""
+        outs = [audio.melspecgrams_to_audio(spec).cpu()
+                for spec in self._specgram_chunks(z, pitches, directions, coefficients)]
         if not outs:
             return np.zeros((0, self.audio_length), dtype=np.float32)
-        return torch.cat(outs).cpu().numpy().astype(np.float32, copy=False)
+        return torch.cat(outs).numpy().astype(np.float32, copy=False)
 
     # ---- native format -----------------------------------------------------------------------
     def save(self, out_dir: str | Path) -> Path:
