@@ -285,14 +285,18 @@ def fit_ipca(batches: Iterable[Tensor | np.ndarray], samples: int, k: int, chunk
     if sizes or have:
         raise InputError(f"ipca expected {samples} samples but got a different number")
     n = int(ipca.n_samples_seen_)
-    total = float(ipca.var_.sum()) * n / (n - 1)
+    return _sklearn_stats(ipca, float(ipca.var_.sum()) * n / (n - 1), n)
+
+
+def _sklearn_stats(est: Any, total_variance: float, samples: int) -> PCAStats:
+    """:class:`PCAStats` of a fitted scikit-learn PCA or IncrementalPCA."""
     return PCAStats(
-        components=sign_normalise(ipca.components_.astype(np.float32)),
-        stdev=np.sqrt(np.maximum(ipca.explained_variance_, 0)).astype(np.float32),
-        var_ratio=ipca.explained_variance_ratio_.astype(np.float32),
-        mean=ipca.mean_.astype(np.float32),
-        total_variance=total,
-        samples=n,
+        components=sign_normalise(est.components_.astype(np.float32)),
+        stdev=np.sqrt(np.maximum(est.explained_variance_, 0)).astype(np.float32),
+        var_ratio=est.explained_variance_ratio_.astype(np.float32),
+        mean=est.mean_.astype(np.float32),
+        total_variance=total_variance,
+        samples=samples,
     )
 
 
@@ -312,15 +316,7 @@ def fit_pca(batches: Iterable[Tensor | np.ndarray], samples: int, dim: int,
     if len(x) < 2:
         raise InputError(f"PCA needs at least 2 samples, got {len(x)}")
     pca = PCA(n_components=k, svd_solver="full").fit(x)
-    total = float(x.astype(np.float64).var(axis=0, ddof=1).sum())
-    return PCAStats(
-        components=sign_normalise(pca.components_.astype(np.float32)),
-        stdev=np.sqrt(np.maximum(pca.explained_variance_, 0)).astype(np.float32),
-        var_ratio=pca.explained_variance_ratio_.astype(np.float32),
-        mean=pca.mean_.astype(np.float32),
-        total_variance=total,
-        samples=len(x),
-    )
+    return _sklearn_stats(pca, float(x.astype(np.float64).var(axis=0, ddof=1).sum()), len(x))
 
 
 # ---- the whole job -----------------------------------------------------------------------------
