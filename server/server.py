@@ -607,6 +607,10 @@ class Server:
     # ---- HALLU sequencer ------------------------------------------------------------------------
     def _send_step(self, s: Session) -> None:
         self._reply(s, "/hallu.step", s.current, len(s.steps))
+        self._send_coefs(s)
+
+    def _send_coefs(self, s: Session) -> None:
+        """Mirror the current step's coefficients (``/hallu.coef <i> <v>``) to the client."""
         coefs = s.coefficients
         for i in range(s.mirror_count()):
             self._reply(s, "/hallu.coef", i, float(coefs[i]))
@@ -626,9 +630,7 @@ class Server:
         self._reply(s, "/hallu.step", s.current, len(s.steps))
         for name in P.HALLU_SETTINGS:
             self._reply(s, "/hallu.setting", name, float(s.settings[name]))
-        coefs = s.coefficients
-        for i in range(s.mirror_count()):
-            self._reply(s, "/hallu.coef", i, float(coefs[i]))
+        self._send_coefs(s)
         self._done(s, "/hallu.state")
 
     def _hallu_setting(self, s: Session, r: P.Request) -> None:
