@@ -201,6 +201,11 @@ def _resolve_prefix(stage_dir: Path) -> Path:
     return indexes[-1].with_suffix("")
 
 
+def blocks_of_stage(stage: int) -> int:
+    """Generator blocks of a progressive stage: ``(stage + 1) // 2 + 1`` (stage 12 -> 7)."""
+    return (stage + 1) // 2 + 1
+
+
 def compute_progress(
     global_step: int,
     hparams: dict[str, Any],
@@ -260,7 +265,7 @@ def find_checkpoint(folder: str | Path) -> MagentaCheckpoint:
         stage_id = int(stage_dir.name.split("_")[-1])
     except ValueError:
         raise CheckpointError(f"cannot read the stage number of {stage_dir}") from None
-    num_blocks = (stage_id + 1) // 2 + 1
+    num_blocks = blocks_of_stage(stage_id)
     prefix = _resolve_prefix(stage_dir)
     reader = BundleReader(prefix)
     global_step = int(reader.read("global_step"))

@@ -67,7 +67,7 @@ from ganspace.dataset import META_JSON, Dataset, load_dataset
 from ganspace.discriminator import Discriminator
 from ganspace.errors import InputError
 from ganspace.generator import Generator, GeneratorConfig
-from ganspace.magenta import compute_progress, published_hparams
+from ganspace.magenta import blocks_of_stage, compute_progress, published_hparams
 from ganspace.model import GANSynthModel
 
 log = logging.getLogger(__name__)
@@ -124,20 +124,15 @@ def stage_of(images: int, hparams: dict[str, Any]) -> int:
     return min(2 * whole + int(rest >= stable), 2 * (int(hparams["num_resolutions"]) - 1))
 
 
-def blocks_of(stage: int) -> int:
-    """Number of generator blocks of a stage: ``(stage + 1) // 2 + 1``."""
-    return (stage + 1) // 2 + 1
-
-
 def batch_size_of(stage: int, hparams: dict[str, Any]) -> int:
     """Global batch size of a stage: ``batch_size_schedule[num_blocks - 1]`` (clamped)."""
     schedule = list(hparams["batch_size_schedule"])
-    return int(schedule[min(blocks_of(stage) - 1, len(schedule) - 1)])
+    return int(schedule[min(blocks_of_stage(stage) - 1, len(schedule) - 1)])
 
 
 def progress_of(images: int, hparams: dict[str, Any]) -> float:
     """Training progress after ``images`` images (Magenta's ``compute_progress``)."""
-    return compute_progress(images, hparams, blocks_of(stage_of(images, hparams)))
+    return compute_progress(images, hparams, blocks_of_stage(stage_of(images, hparams)))
 
 
 def top_block(progress: float, num_blocks: int) -> int:
@@ -517,7 +512,7 @@ class Trainer:
     def export_model(self) -> GANSynthModel:
         """The EMA generator of the current stage as a :class:`GANSynthModel` (on the CPU)."""
         stage = stage_of(self.images, self.hparams)
-        num_blocks = blocks_of(stage)
+        num_blocks = blocks_of_stage(stage)
         progress = compute_progress(self.images, self.hparams, num_blocks)
         cfg = replace(self.cfg, num_blocks=num_blocks, progress=progress)
         gen = Generator(cfg)

@@ -25,13 +25,12 @@ from ganspace.dataset import Dataset, make_dataset
 from ganspace.discriminator import Discriminator
 from ganspace.errors import InputError
 from ganspace.generator import Generator, GeneratorConfig
-from ganspace.magenta import compute_progress
+from ganspace.magenta import blocks_of_stage, compute_progress
 from ganspace.synthdata import render_wavs
 from ganspace.train import (
     Trainer,
     TrainOptions,
     batch_size_of,
-    blocks_of,
     config_hparams,
     ema_decay,
     features,
@@ -66,9 +65,9 @@ def test_schedule_matches_magenta_progress() -> None:
     assert (stage_of(24, hp), progress_of(24, hp)) == (1, 0.5)
     assert (stage_of(32, hp), progress_of(32, hp)) == (2, 1.0)
     assert (stage_of(200, hp), progress_of(200, hp)) == (12, 6.0)
-    assert stage_of(10**6, hp) == 12 and blocks_of(12) == 7 and blocks_of(1) == 2
+    assert stage_of(10**6, hp) == 12 and blocks_of_stage(12) == 7 and blocks_of_stage(1) == 2
     for images in range(0, 260, 3):
-        n = blocks_of(stage_of(images, hp))
+        n = blocks_of_stage(stage_of(images, hp))
         assert progress_of(images, hp) == compute_progress(images, hp, n)
         assert n - 2 <= progress_of(images, hp) <= n - 1
     hp["batch_size_schedule"] = [16, 8, 4]
