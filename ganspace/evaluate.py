@@ -23,6 +23,7 @@ import numpy as np
 
 from ganspace.errors import InputError
 from ganspace.model import GANSynthModel, load_model
+from ganspace.synthdata import midi_to_hz
 
 #: A note whose absolute peak is below this is silent.
 SILENCE_PEAK = 1e-3
@@ -31,11 +32,6 @@ YIN_THRESHOLD = 0.15
 #: Windows whose best normalised difference stays above this are unvoiced (no f0).
 VOICED_MAX = 0.5
 IN_TUNE_CENTS = 50.0
-
-
-def midi_to_hz(pitch: float) -> float:
-    """Equal-tempered frequency in Hz of a MIDI pitch (A4 = 69 = 440 Hz)."""
-    return 440.0 * 2.0 ** ((pitch - 69.0) / 12.0)
 
 
 def cents(f0: float, pitch: float) -> float:
