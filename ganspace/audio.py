@@ -51,6 +51,10 @@ N_BINS = N_FFT // 2
 PAD_LEFT = HOP * (N_FRAMES - 1) + N_FFT - AUDIO_LENGTH
 _OVERLAPS = N_FFT // HOP
 _EPS = 1.0e-6  # SpecgramsHelper._eps, used by _safe_log and in the magnitude of the inverse
+#: STFT bins with ``|stft|`` at or below this amplitude get phase 0 in :func:`audio_to_melspecgrams`
+#: (about -108 dB below a 0.5-peak sinusoid's main lobe, and 30x above float32 FFT rounding):
+#: their phase is rounding noise, which differs between CPUs and FFT libraries.
+PHASE_FLOOR = 1.0e-3
 
 
 def _hertz_to_mel(hz: np.ndarray | float) -> np.ndarray:
@@ -314,7 +318,7 @@ def _stft(audio: Tensor, window: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def audio_to_melspecgrams(audio: Tensor) -> Tensor:
+def audio_to_melspecgrams(audio: Tensor, phase_floor: float | None = PHASE_FLOOR) -> Tensor:
     """Waveform to mel spectrogram: ``SpecgramsHelper.waves_to_melspecgrams``.
 
     ``waves_to_stfts`` (see :func:`_stft`), then ``stfts_to_specgrams``: ``logmag =
@@ -324,8 +328,16 @@ def audio_to_melspecgrams(audio: Tensor) -> Tensor:
     L2MEL)``. Magenta's intermediate steps are kept literally (including the ``exp(2 log(.))``
     and ``cumsum(IF)`` round trips) so float rounding matches.
 
+    One deliberate difference (unless ``phase_floor`` is None): bins whose STFT amplitude is at
+    or below ``phase_floor`` get phase 0 and IF 0. Magenta takes the angle of whatever rounding noise such
+    bins hold (``angle(-0.0)`` is pi, ``angle(+0.0)`` is 0), so its IF there, and in the
+    all-padding first frames, differs between CPUs; with the floor the features are
+    deterministic and silent regions have IF 0, not noise, in training targets. The log power
+    channel is unchanged.
+
     Args:
         audio: ``[B, 64000]`` float32/float64 waveform at 16 kHz, on any device.
+        phase_floor: amplitude floor for the phase (see above); None reproduces Magenta exactly.
 
     Returns:
         ``[B, 128, 1024, 2]`` mel spectrogram (channel 0 log mel power, channel 1 mel IF / pi),
@@ -337,8 +349,14 @@ def audio_to_melspecgrams(audio: Tensor) -> Tensor:
         return audio.new_zeros((0, N_FRAMES, N_BINS, 2))
     tables = _tables(audio.device, audio.dtype)
     stft = _stft(audio, tables.window).permute(2, 0, 1).contiguous()  # [1024, B, T]
-    logmag = torch.log(torch.abs(stft) + _EPS)
-    ifreq = _instantaneous_frequency(torch.angle(stft))
+    amplitude = torch.abs(stft)
+    logmag = torch.log(amplitude + _EPS)
+    angle = torch.angle(stft)
+    if phase_floor is None:
+        ifreq = _instantaneous_frequency(angle)
+    else:
+        loud = amplitude > phase_floor
+        ifreq = torch.where(loud, _instantaneous_frequency(torch.where(loud, angle, 0.0)), 0.0)
     mag2 = torch.exp(2.0 * logmag).view(N_BINS, b * N_FRAMES)
     phase = torch.cumsum(ifreq * math.pi, dim=-1).view(N_BINS, b * N_FRAMES)
     mel_mag2 = _gather_matmul(mag2, tables.l2mel_index, tables.l2mel_weight)
