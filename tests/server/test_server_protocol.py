@@ -16,7 +16,7 @@ from ganspace_server import oscwire
 from ganspace_server import protocol as P
 from ganspace_server.guard import PathGuard, RateLimitedLog, SourceFilter, parse_networks
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass

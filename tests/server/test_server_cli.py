@@ -20,7 +20,7 @@ from ganspace_server import cli as server_cli
 from ganspace_server.bench import run_bench
 from ganspace_server.client import Client
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 60.0
 
 
