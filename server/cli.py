@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from ganspace.errors import InputError
-from ganspace_server import protocol as P
+from ganspace_server import protocol
 
 log = logging.getLogger("ganspace_server")
 
@@ -39,8 +39,8 @@ def register_serve(sub: argparse._SubParsersAction) -> None:
                    f"{DEFAULT_DIRECTIONS_NAME})")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (non-loopback needs --allow)")
-    p.add_argument("--port", type=int, default=P.DEFAULT_PORT,
-                   help=f"UDP port (default {P.DEFAULT_PORT}; 0 picks a free one)")
+    p.add_argument("--port", type=int, default=protocol.DEFAULT_PORT,
+                   help=f"UDP port (default {protocol.DEFAULT_PORT}; 0 picks a free one)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--cache-dir", type=Path, default=None,
                    help="folder for delivered WAV files (default ~/.cache/ganspacesynth/buffers)")

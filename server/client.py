@@ -24,8 +24,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from ganspace_server import oscwire
-from ganspace_server import protocol as P
+from ganspace_server import oscwire, protocol
 
 Message = tuple[str, list[Any]]
 
@@ -83,7 +82,7 @@ class Client:
         on_event: called from the receiver thread with every ``/progress`` message.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = P.DEFAULT_PORT,
+    def __init__(self, host: str = "127.0.0.1", port: int = protocol.DEFAULT_PORT,
                  delivery: str = "file", timeout: float = 60.0, subscribe: bool = False,
                  on_event: Callable[[str, list[Any]], None] | None = None) -> None:
         family, _, _, _, sockaddr = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
@@ -319,7 +318,7 @@ class Client:
         """Zero the current step."""
         self.call("/coef.zero")
 
-    def get_coefficients(self, start: int = 0, count: int = P.MIRROR_MIN) -> np.ndarray:
+    def get_coefficients(self, start: int = 0, count: int = protocol.MIRROR_MIN) -> np.ndarray:
         """Read coefficients of the current step."""
         v = self.query("/coef.get", "/coef.reply", start, count)
         return np.array(v[1:], np.float32)

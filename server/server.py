@@ -40,11 +40,12 @@ from ganspace.hallucinate import (
 )
 from ganspace.latent import slerp
 from ganspace.model import GANSynthModel, default_pitch, load_model
-from ganspace_server import __version__, delivery, oscwire
-from ganspace_server import protocol as P
+from ganspace_server import __version__, delivery, oscwire, protocol
 from ganspace_server.guard import Network, PathGuard, RateLimitedLog, SourceFilter, is_loopback
 from ganspace_server.jobs import Busy, Job, JobQueue, Result
+from ganspace_server.schema import ProtocolError, Request
 from ganspace_server.session import Address, Session
+from ganspace_server.validator import validate
 
 log = logging.getLogger("ganspace_server")
 
@@ -68,7 +69,7 @@ class ServerConfig:
     """
 
     host: str = "127.0.0.1"
-    port: int = P.DEFAULT_PORT
+    port: int = protocol.DEFAULT_PORT
     model_roots: list[Path] = field(default_factory=list)
     cache_dir: Path = field(default_factory=delivery.default_cache_dir)
     cache_bytes: int = 256 * 2**20
@@ -124,7 +125,7 @@ class Server:
         self._sources = SourceFilter(self.config.allow)
         self._paths = PathGuard(self.config.model_roots)
         self._cache = delivery.FileCache(self.config.cache_dir, self.config.cache_bytes)
-        self._queue = JobQueue(P.MAX_QUEUE)
+        self._queue = JobQueue(protocol.MAX_QUEUE)
         self._outbox: queue.Queue[_Outcome | None] = queue.Queue()
         self._sessions: dict[Address, Session] = {}
         self._ids = itertools.count(1)
@@ -136,7 +137,7 @@ class Server:
         self._warn = RateLimitedLog(log)
         self._drop = RateLimitedLog(log, per_second=1.0, burst=5)
         self.timings: deque[JobTiming] = deque(maxlen=1000)
-        self._handlers: dict[str, Callable[[Session, P.Request], None]] = {
+        self._handlers: dict[str, Callable[[Session, Request], None]] = {
             "/notify": self._notify, "/delivery": self._delivery, "/buffer.ack": self._ack,
             "/status": self._status, "/version": self._version, "/sync": self._sync,
             "/latest": self._latest, "/cancel": self._cancel, "/quit": self._quit_cmd,
@@ -150,11 +151,11 @@ class Server:
             "/hallu": self._hallu, "/hallu.z": self._hallu_z, "/hallu.add": self._hallu_step,
             "/hallu.remove": self._hallu_step, "/hallu.next": self._hallu_step,
             "/hallu.prev": self._hallu_step, "/hallu.state": self._hallu_state,
-            **{f"/hallu.{name}": self._hallu_setting for name in P.HALLU_SETTINGS},
+            **{f"/hallu.{name}": self._hallu_setting for name in protocol.HALLU_SETTINGS},
         }
-        if set(self._handlers) != set(P.COMMANDS):
+        if set(self._handlers) != set(protocol.COMMANDS):
             raise RuntimeError("protocol table and handlers differ: "
-                               f"{sorted(set(self._handlers) ^ set(P.COMMANDS))}")
+                               f"{sorted(set(self._handlers) ^ set(protocol.COMMANDS))}")
 
     # ---- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -277,7 +278,7 @@ class Server:
     def _session(self, sender: Address) -> Session | None:
         s = self._sessions.get(sender)
         if s is None:
-            if len(self._sessions) >= P.MAX_CLIENTS:
+            if len(self._sessions) >= protocol.MAX_CLIENTS:
                 now = time.monotonic()
                 idle = [x for x in self._sessions.values()
                         if now - x.last_seen > self.config.session_idle and not x.busy]
@@ -293,56 +294,56 @@ class Server:
     def _message(self, address: str, args: list[Any], sender: Address) -> None:
         s = self._session(sender)
         if s is None:
-            self._fail_to(sender, address, f"too many clients (at most {P.MAX_CLIENTS})")
+            self._fail_to(sender, address, f"too many clients (at most {protocol.MAX_CLIENTS})")
             return
         with s.lock:
             tag = s.tag
             if address != "/buffer.ack":  # acks of a stream may arrive between /latest and its job
                 s.tag = None
             try:
-                req = P.validate(address, args, self._state.model)
+                req = validate(address, args, self._state.model)
                 req.tag = tag
                 self._handlers[address](s, req)
-            except (P.ProtocolError, GanspaceError) as exc:
+            except (ProtocolError, GanspaceError) as exc:
                 self._fail(s, address, str(exc))
             except Exception as exc:
                 log.exception("error in %s", address)
                 self._fail(s, address, f"internal error: {exc}")
 
     # ---- session commands -----------------------------------------------------------------------
-    def _notify(self, s: Session, r: P.Request) -> None:
+    def _notify(self, s: Session, r: Request) -> None:
         s.reply_to = (s.sender[0], r["port"])
         s.subscribed = bool(r["on"])
         self._done(s, "/notify", r["port"])
 
-    def _delivery(self, s: Session, r: P.Request) -> None:
+    def _delivery(self, s: Session, r: Request) -> None:
         s.delivery = r["mode"]
         self._done(s, "/delivery", r["mode"])
 
-    def _ack(self, s: Session, r: P.Request) -> None:
+    def _ack(self, s: Session, r: Request) -> None:
         s.ack(r["buffer"], r["offset"])
 
-    def _status(self, s: Session, r: P.Request) -> None:
+    def _status(self, s: Session, r: Request) -> None:
         self._reply(s, "/status.reply", *self._status_args())
 
-    def _version(self, s: Session, r: P.Request) -> None:
-        self._reply(s, "/version.reply", "ganspacesynth", __version__, P.PROTOCOL_VERSION)
+    def _version(self, s: Session, r: Request) -> None:
+        self._reply(s, "/version.reply", "ganspacesynth", __version__, protocol.PROTOCOL_VERSION)
 
-    def _sync(self, s: Session, r: P.Request) -> None:
+    def _sync(self, s: Session, r: Request) -> None:
         if s.sync(r["id"]):
             self._reply(s, "/synced", r["id"])
 
-    def _latest(self, s: Session, r: P.Request) -> None:
+    def _latest(self, s: Session, r: Request) -> None:
         s.tag = r["tag"]
 
-    def _cancel(self, s: Session, r: P.Request) -> None:
+    def _cancel(self, s: Session, r: Request) -> None:
         removed, count = self._queue.cancel(s, r["job"])
         for job in removed:
             self._fail(s, job.cmd, "cancelled")
             self._synced(s, s.end(job.id))
         self._done(s, "/cancel", count)
 
-    def _quit_cmd(self, s: Session, r: P.Request) -> None:
+    def _quit_cmd(self, s: Session, r: Request) -> None:
         if not self.config.allow_quit:
             raise InputError("not allowed: start the server with --allow-quit")
         self._done(s, "/quit")
@@ -379,7 +380,7 @@ class Server:
             if s.subscribed:
                 self._reply(s, "/status.reply", *args)
 
-    def _model_load(self, s: Session, r: P.Request) -> None:
+    def _model_load(self, s: Session, r: Request) -> None:
         path = self._paths.resolve(r["path"])
         device = self._state.model.device
 
@@ -400,7 +401,7 @@ class Server:
 
         self._background(s, "/model.load", work)
 
-    def _directions_load(self, s: Session, r: P.Request) -> None:
+    def _directions_load(self, s: Session, r: Request) -> None:
         path = self._paths.resolve(r["path"])
         if not path.is_file():
             raise InputError(f"{r['path']}: not a file")
@@ -415,10 +416,10 @@ class Server:
 
         self._background(s, "/directions.load", work)
 
-    def _layers(self, s: Session, r: P.Request) -> None:
+    def _layers(self, s: Session, r: Request) -> None:
         self._done(s, "/model.layers", *self._state.model.layer_names())
 
-    def _pitches(self, s: Session, r: P.Request) -> None:
+    def _pitches(self, s: Session, r: Request) -> None:
         self._done(s, "/model.pitches", *self._state.model.pitches)
 
     # ---- latents and coefficients ---------------------------------------------------------------
@@ -428,45 +429,45 @@ class Server:
             raise InputError(f"z slot {slot} is empty: send /z.random {slot} first")
         return z
 
-    def _z_random(self, s: Session, r: P.Request) -> None:
+    def _z_random(self, s: Session, r: Request) -> None:
         s.z[r["slot"]] = self._state.model.random_z(1, r["seed"])[0]
         self._done(s, "/z.random", r["slot"])
 
-    def _z_set(self, s: Session, r: P.Request) -> None:
+    def _z_set(self, s: Session, r: Request) -> None:
         s.z[r["slot"]] = np.array([g[0] for g in r.groups], np.float32)
         self._done(s, "/z.set", r["slot"])
 
-    def _z_get(self, s: Session, r: P.Request) -> None:
+    def _z_get(self, s: Session, r: Request) -> None:
         z = self._slot(s, r["slot"])
         self._send(oscwire.encode_floats("/z.reply", (r["slot"],), z), s.reply_to)
 
-    def _z_slerp(self, s: Session, r: P.Request) -> None:
+    def _z_slerp(self, s: Session, r: Request) -> None:
         a, b = self._slot(s, r["a"]), self._slot(s, r["b"])
         s.z[r["dst"]] = slerp(a, b, r["t"]).astype(np.float32)
         self._done(s, "/z.slerp", r["dst"])
 
-    def _coef_set(self, s: Session, r: P.Request) -> None:
+    def _coef_set(self, s: Session, r: Request) -> None:
         for index, value in r.groups:
             s.coefficients[index] = value
             s.note_set(index)
         self._done(s, "/coef.set")
 
-    def _coef_setn(self, s: Session, r: P.Request) -> None:
+    def _coef_setn(self, s: Session, r: Request) -> None:
         start, count = r["start"], r["count"]
         s.coefficients[start:start + count] = [g[0] for g in r.groups]
         s.note_set(start + count - 1)
         self._done(s, "/coef.setn")
 
-    def _coef_zero(self, s: Session, r: P.Request) -> None:
+    def _coef_zero(self, s: Session, r: Request) -> None:
         s.coefficients[:] = 0
         self._done(s, "/coef.zero")
 
-    def _coef_get(self, s: Session, r: P.Request) -> None:
+    def _coef_get(self, s: Session, r: Request) -> None:
         start = r["start"]
         values = s.coefficients[start:start + r["count"]]
         self._send(oscwire.encode_floats("/coef.reply", (start,), values), s.reply_to)
 
-    def _pitch(self, s: Session, r: P.Request) -> None:
+    def _pitch(self, s: Session, r: Request) -> None:
         s.pitch = r["pitch"]
         self._done(s, "/pitch", r["pitch"])
 
@@ -474,7 +475,7 @@ class Server:
     def _next_id(self) -> int:
         return next(self._ids) % 16_777_215 + 1  # exact as a Pd float
 
-    def _submit(self, s: Session, r: P.Request, run: Callable[[Job], Result],
+    def _submit(self, s: Session, r: Request, run: Callable[[Job], Result],
                 total: int = 0) -> None:
         job = Job(self._next_id(), s, r.command.address, run, s.delivery, total, r.tag)
         try:
@@ -510,7 +511,7 @@ class Server:
             raise InputError("no directions loaded: send /directions.load <path> first")
         return d
 
-    def _synth(self, s: Session, r: P.Request) -> None:
+    def _synth(self, s: Session, r: Request) -> None:
         z = self._slot(s, r["zslot"])[None]
         pitch = r["pitch"] if r["pitch"] is not None else s.pitch
         m = self._state.model
@@ -522,7 +523,7 @@ class Server:
 
         self._submit(s, r, run)
 
-    def _synth_noz(self, s: Session, r: P.Request) -> None:
+    def _synth_noz(self, s: Session, r: Request) -> None:
         d = self._need_directions()
         c = self._coefficients(s.coefficients, d, 1)
         pitch = r["pitch"] if r["pitch"] is not None else s.pitch
@@ -534,7 +535,7 @@ class Server:
 
         self._submit(s, r, run)
 
-    def _synth_batch(self, s: Session, r: P.Request) -> None:
+    def _synth_batch(self, s: Session, r: Request) -> None:
         z = np.stack([self._slot(s, slot) for slot, _ in r.groups])
         pitches = [p for _, p in r.groups]
         m = self._state.model
@@ -557,16 +558,16 @@ class Server:
         env = Envelope(st["trim"], st["attack"], st["sustain"], st["release"])
         spacing = float(st["spacing"])
         check_request(sounds, m.sample_rate, spacing, env, m.audio_length / m.sample_rate)
-        if sounds > P.MAX_HALLU_SOUNDS:
+        if sounds > protocol.MAX_HALLU_SOUNDS:
             raise InputError(f"{sounds} sounds; a hallucination on this server holds at most "
-                             f"{P.MAX_HALLU_SOUNDS}")
+                             f"{protocol.MAX_HALLU_SOUNDS}")
         seconds = (sounds - 1) * spacing + env.total
-        if seconds > P.MAX_CLIP_SECONDS:
+        if seconds > protocol.MAX_CLIP_SECONDS:
             raise InputError(f"the clip would last {seconds:.0f} s; this server makes at most "
-                             f"{P.MAX_CLIP_SECONDS:.0f} s")
+                             f"{protocol.MAX_CLIP_SECONDS:.0f} s")
         return env, spacing
 
-    def _hallu(self, s: Session, r: P.Request) -> None:
+    def _hallu(self, s: Session, r: Request) -> None:
         d = self._need_directions()
         steps = self._coefficients(np.stack(s.steps), d, 1)
         sub = int(s.settings["interp"])
@@ -581,7 +582,7 @@ class Server:
 
         self._submit(s, r, run, sounds)
 
-    def _hallu_z(self, s: Session, r: P.Request) -> None:
+    def _hallu_z(self, s: Session, r: Request) -> None:
         n, steps = r["keypoints"], r["steps"]
         sounds = z_count(n, steps)
         env, spacing = self._envelope(s, sounds)
@@ -615,7 +616,7 @@ class Server:
         for i in range(s.mirror_count()):
             self._reply(s, "/hallu.coef", i, float(coefs[i]))
 
-    def _hallu_step(self, s: Session, r: P.Request) -> None:
+    def _hallu_step(self, s: Session, r: Request) -> None:
         cmd = r.command.address
         if cmd == "/hallu.add":
             s.add_step()
@@ -626,14 +627,14 @@ class Server:
         self._send_step(s)
         self._done(s, cmd)
 
-    def _hallu_state(self, s: Session, r: P.Request) -> None:
+    def _hallu_state(self, s: Session, r: Request) -> None:
         self._reply(s, "/hallu.step", s.current, len(s.steps))
-        for name in P.HALLU_SETTINGS:
+        for name in protocol.HALLU_SETTINGS:
             self._reply(s, "/hallu.setting", name, float(s.settings[name]))
         self._send_coefs(s)
         self._done(s, "/hallu.state")
 
-    def _hallu_setting(self, s: Session, r: P.Request) -> None:
+    def _hallu_setting(self, s: Session, r: Request) -> None:
         cmd = r.command.address
         name = cmd.split(".", 1)[1]
         value = r["steps"] if name == "interp" else r["seconds"]

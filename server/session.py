@@ -15,7 +15,7 @@ import numpy as np
 
 from ganspace.errors import InputError
 from ganspace.model import default_pitch
-from ganspace_server import protocol as P
+from ganspace_server import protocol
 
 Address = tuple[str, int]
 
@@ -41,7 +41,8 @@ class Session:
     subscribed: bool = False
     delivery: str = "file"
     z: dict[int, np.ndarray] = field(default_factory=dict)
-    steps: list[np.ndarray] = field(default_factory=lambda: [np.zeros(P.COEF_MAX, np.float32)])
+    steps: list[np.ndarray] = field(
+        default_factory=lambda: [np.zeros(protocol.COEF_MAX, np.float32)])
     current: int = 0
     settings: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_SETTINGS))
     highest_set: int = -1
@@ -67,12 +68,12 @@ class Session:
 
     def mirror_count(self) -> int:
         """How many coefficients /hallu.coef mirrors."""
-        return max(P.MIRROR_MIN, self.highest_set + 1)
+        return max(protocol.MIRROR_MIN, self.highest_set + 1)
 
     def add_step(self) -> None:
         """Insert a copy of the current step after it and go there."""
-        if len(self.steps) >= P.MAX_STEPS:
-            raise InputError(f"at most {P.MAX_STEPS} steps")
+        if len(self.steps) >= protocol.MAX_STEPS:
+            raise InputError(f"at most {protocol.MAX_STEPS} steps")
         self.steps.insert(self.current + 1, self.coefficients.copy())
         self.current += 1
 
@@ -114,8 +115,8 @@ class Session:
         with self.lock:
             if not self._pending and not self._syncs:
                 return True
-            if len(self._syncs) >= P.MAX_SYNCS:
-                raise InputError(f"{P.MAX_SYNCS} /sync requests are already waiting")
+            if len(self._syncs) >= protocol.MAX_SYNCS:
+                raise InputError(f"{protocol.MAX_SYNCS} /sync requests are already waiting")
             self._syncs.append(_Sync(ident, set(self._pending)))
             return False
 
