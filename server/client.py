@@ -25,6 +25,7 @@ import numpy as np
 import soundfile as sf
 
 from ganspace_server import oscwire, protocol
+from ganspace_server.hosts import is_loopback
 
 Message = tuple[str, list[Any]]
 
@@ -92,7 +93,7 @@ class Client:
         self._sock = socket.socket(family, socket.SOCK_DGRAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2**20)
         self._sock.bind(("::1" if family == socket.AF_INET6 else "127.0.0.1", 0)
-                        if _loopback(host) else ("", 0))
+                        if is_loopback(host) else ("", 0))
         self._sock.settimeout(0.1)
         self._inbox: deque[Message] = deque(maxlen=4096)
         self._cond = threading.Condition()
@@ -399,7 +400,3 @@ class Client:
             self._inbox.clear()
             self._inbox.extend(keep)
             return dropped
-
-
-def _loopback(host: str) -> bool:
-    return host in ("localhost", "127.0.0.1", "::1")

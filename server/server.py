@@ -41,7 +41,8 @@ from ganspace.hallucinate import (
 from ganspace.latent import slerp
 from ganspace.model import GANSynthModel, default_pitch, load_model
 from ganspace_server import __version__, delivery, oscwire, protocol
-from ganspace_server.guard import Network, PathGuard, RateLimitedLog, SourceFilter, is_loopback
+from ganspace_server.guard import Network, PathGuard, RateLimitedLog, SourceFilter
+from ganspace_server.hosts import is_loopback
 from ganspace_server.jobs import Busy, Job, JobQueue, Result
 from ganspace_server.schema import ProtocolError, Request
 from ganspace_server.session import Address, Session
