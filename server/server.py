@@ -450,13 +450,13 @@ class Server:
     def _coef_set(self, s: Session, r: Request) -> None:
         for index, value in r.groups:
             s.coefficients[index] = value
-            s.note_set(index)
+            s.track_highest_set(index)
         self._done(s, "/coef.set")
 
     def _coef_setn(self, s: Session, r: Request) -> None:
         start, count = r["start"], r["count"]
         s.coefficients[start:start + count] = [g[0] for g in r.groups]
-        s.note_set(start + count - 1)
+        s.track_highest_set(start + count - 1)
         self._done(s, "/coef.setn")
 
     def _coef_zero(self, s: Session, r: Request) -> None:

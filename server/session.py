@@ -62,7 +62,7 @@ class Session:
         """The current step's coefficient vector [COEF_MAX] (mutable)."""
         return self.steps[self.current]
 
-    def note_set(self, index: int) -> None:
+    def track_highest_set(self, index: int) -> None:
         """Remember the highest coefficient index this client has set (for mirroring)."""
         self.highest_set = max(self.highest_set, index)
 
