@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from ganspace.model import load_model
-    from ganspace_server.bench import tiny_model
+    from ganspace_server.bench_server import tiny_model
     from ganspace_server.server import Server, ServerConfig
 
     device = None if args.device == "auto" else args.device

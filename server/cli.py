@@ -115,7 +115,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from ganspace_server.bench import format_report, run_bench
+    from ganspace_server.bench_server import format_report, run_bench
 
     if args.requests < 2:
         raise InputError("--requests must be at least 2")
