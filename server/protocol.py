@@ -4,7 +4,8 @@ Every command the server understands is one :class:`~ganspace_server.schema.Comm
 :data:`COMMANDS` (address, typed arguments with ranges, replies, documentation); every message the
 server sends is one :class:`~ganspace_server.schema.Reply` in :data:`REPLIES`; the limits a client
 may rely on are the constants below (:data:`LIMITS` lists them for the docs).
-:mod:`ganspace_server.validator` checks incoming messages against this table and
+:mod:`ganspace_server.validator` checks incoming messages against this table, every command has
+one handler registered against it (``@handler("/synth")``, :mod:`ganspace_server.handlers`) and
 :mod:`ganspace_server.protocol_doc` renders it to ``docs/protocol.md``
 (``python -m ganspace_server.protocol docs/protocol.md``).
 """
