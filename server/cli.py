@@ -26,7 +26,7 @@ def default_model_dir() -> Path:
     return next((c for c in candidates if (c / "model.json").is_file()), candidates[0])
 
 
-def register_serve(sub: argparse._SubParsersAction) -> None:
+def register_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``serve`` verb."""
     p = sub.add_parser(
         "serve", help="run the OSC server that Pd patches (or any OSC client) play",
@@ -54,7 +54,7 @@ def register_serve(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_serve)
 
 
-def register_bench_server(sub: argparse._SubParsersAction) -> None:
+def register_bench_server(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``bench-server`` verb."""
     p = sub.add_parser(
         "bench-server", help="measure the server's request-to-reply overhead on loopback",

@@ -129,7 +129,7 @@ def stream(send: Send, session: Session, buffer: str, audio: np.ndarray, sample_
             oldest = min(t for t, _ in sent.values())
             wait = max(0.0, oldest + ack_timeout - time.monotonic())
             pending = set(sent)
-            acked = session.wait_acks(lambda a, p=pending: bool(p & a), wait)
+            acked = session.wait_acks(pending, wait)
             for off in pending & acked:
                 del sent[off]
             now = time.monotonic()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -140,10 +140,11 @@ class Session:
                 self.acked.add(offset)
                 self.ack_event.notify_all()
 
-    def wait_acks(self, done: Callable[[set[int]], bool], timeout: float) -> set[int]:
-        """Wait until ``done(acked)`` or the timeout; return the acked offsets so far."""
+    def wait_acks(self, offsets: set[int], timeout: float) -> set[int]:
+        """Wait until one of ``offsets`` is acknowledged, or the timeout; return the acked
+        offsets so far."""
         with self.ack_event:
-            self.ack_event.wait_for(lambda: done(self.acked), timeout)
+            self.ack_event.wait_for(lambda: bool(offsets & self.acked), timeout)
             return set(self.acked)
 
     def reset_for_model(self, latent_size: int, pitches: Sequence[int]) -> None:
