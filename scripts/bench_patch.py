@@ -1,8 +1,8 @@
 """Latency of ganspacesynth.pd: "click synthesize" -> "the sound is in the array", minus generation.
 
 A server runs in this process on 127.0.0.1 (the tiny random model by default, or --model DIR);
-real headless Pd runs patches/ganspacesynth.pd plus the test harness (tests/pd/harness.pd). Each
-request: the script sends `/send gss-synth` to the harness (which bangs the patch's synthesize
+real headless Pd runs patches/ganspacesynth.pd plus the test harness (tests/e2e/pd/harness.pd).
+Each request: the script sends `/send gss-synth` to the harness (which bangs the patch's synthesize
 button), the patch sends /synth to the server, the server generates, delivers (file: a float WAV and
 /buffer.file; stream: acked /buffer.chunk messages), the patch loads the back array ([soundfiler]
 read -resize, or [array set] per chunk), swaps the player to it and announces `loaded` on gss-ev,
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "pd"))
+sys.path.insert(0, str(ROOT / "tests" / "e2e" / "pd"))
 
 from pdrunner import PdSession, free_udp_port  # noqa: E402
 
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from ganspace.model import load_model
-    from ganspace_server.bench import tiny_model
+    from ganspace_server.bench_server import tiny_model
     from ganspace_server.server import Server, ServerConfig
 
     device = None if args.device == "auto" else args.device

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from ganspace.errors import InputError
-from ganspace_server import protocol as P
+from ganspace_server import protocol
 
 log = logging.getLogger("ganspace_server")
 
@@ -26,7 +26,7 @@ def default_model_dir() -> Path:
     return next((c for c in candidates if (c / "model.json").is_file()), candidates[0])
 
 
-def register_serve(sub: argparse._SubParsersAction) -> None:
+def register_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``serve`` verb."""
     p = sub.add_parser(
         "serve", help="run the OSC server that Pd patches (or any OSC client) play",
@@ -39,8 +39,8 @@ def register_serve(sub: argparse._SubParsersAction) -> None:
                    f"{DEFAULT_DIRECTIONS_NAME})")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (non-loopback needs --allow)")
-    p.add_argument("--port", type=int, default=P.DEFAULT_PORT,
-                   help=f"UDP port (default {P.DEFAULT_PORT}; 0 picks a free one)")
+    p.add_argument("--port", type=int, default=protocol.DEFAULT_PORT,
+                   help=f"UDP port (default {protocol.DEFAULT_PORT}; 0 picks a free one)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--cache-dir", type=Path, default=None,
                    help="folder for delivered WAV files (default ~/.cache/ganspacesynth/buffers)")
@@ -54,7 +54,7 @@ def register_serve(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_serve)
 
 
-def register_bench_server(sub: argparse._SubParsersAction) -> None:
+def register_bench_server(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``bench-server`` verb."""
     p = sub.add_parser(
         "bench-server", help="measure the server's request-to-reply overhead on loopback",
@@ -115,7 +115,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from ganspace_server.bench import format_report, run_bench
+    from ganspace_server.bench_server import format_report, run_bench
 
     if args.requests < 2:
         raise InputError("--requests must be at least 2")

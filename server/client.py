@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from ganspace_server import oscwire
-from ganspace_server import protocol as P
+from ganspace_server import oscwire, protocol
+from ganspace_server.hosts import is_loopback
 
 Message = tuple[str, list[Any]]
 
@@ -83,7 +83,7 @@ class Client:
         on_event: called from the receiver thread with every ``/progress`` message.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = P.DEFAULT_PORT,
+    def __init__(self, host: str = "127.0.0.1", port: int = protocol.DEFAULT_PORT,
                  delivery: str = "file", timeout: float = 60.0, subscribe: bool = False,
                  on_event: Callable[[str, list[Any]], None] | None = None) -> None:
         family, _, _, _, sockaddr = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
@@ -93,7 +93,7 @@ class Client:
         self._sock = socket.socket(family, socket.SOCK_DGRAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2**20)
         self._sock.bind(("::1" if family == socket.AF_INET6 else "127.0.0.1", 0)
-                        if _loopback(host) else ("", 0))
+                        if is_loopback(host) else ("", 0))
         self._sock.settimeout(0.1)
         self._inbox: deque[Message] = deque(maxlen=4096)
         self._cond = threading.Condition()
@@ -319,7 +319,7 @@ class Client:
         """Zero the current step."""
         self.call("/coef.zero")
 
-    def get_coefficients(self, start: int = 0, count: int = P.MIRROR_MIN) -> np.ndarray:
+    def get_coefficients(self, start: int = 0, count: int = protocol.MIRROR_MIN) -> np.ndarray:
         """Read coefficients of the current step."""
         v = self.query("/coef.get", "/coef.reply", start, count)
         return np.array(v[1:], np.float32)
@@ -400,7 +400,3 @@ class Client:
             self._inbox.clear()
             self._inbox.extend(keep)
             return dropped
-
-
-def _loopback(host: str) -> bool:
-    return host in ("localhost", "127.0.0.1", "::1")

@@ -17,8 +17,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from ganspace_server import oscwire
-from ganspace_server import protocol as P
+from ganspace_server import oscwire, protocol
 from ganspace_server.session import Address, Session
 
 log = logging.getLogger(__name__)
@@ -112,7 +111,7 @@ def stream(send: Send, session: Session, buffer: str, audio: np.ndarray, sample_
     """
     data = np.ascontiguousarray(audio, dtype=np.float32).reshape(-1)
     frames = int(data.size)
-    offsets = list(range(0, frames, P.CHUNK_FLOATS))
+    offsets = list(range(0, frames, protocol.CHUNK_FLOATS))
     session.start_stream(buffer)
     try:
         send(oscwire.encode("/buffer.begin", buffer, frames, sample_rate), session.reply_to)
@@ -122,7 +121,7 @@ def stream(send: Send, session: Session, buffer: str, audio: np.ndarray, sample_
         while nxt < len(offsets) or sent:
             if cancelled():
                 raise DeliveryError("cancelled")
-            while nxt < len(offsets) and len(sent) < P.STREAM_WINDOW:
+            while nxt < len(offsets) and len(sent) < protocol.STREAM_WINDOW:
                 off = offsets[nxt]
                 _send_chunk(send, session.reply_to, buffer, off, data)
                 sent[off] = (time.monotonic(), 1)
@@ -130,7 +129,7 @@ def stream(send: Send, session: Session, buffer: str, audio: np.ndarray, sample_
             oldest = min(t for t, _ in sent.values())
             wait = max(0.0, oldest + ack_timeout - time.monotonic())
             pending = set(sent)
-            acked = session.wait_acks(lambda a, p=pending: bool(p & a), wait)
+            acked = session.wait_acks(pending, wait)
             for off in pending & acked:
                 del sent[off]
             now = time.monotonic()
@@ -148,7 +147,7 @@ def stream(send: Send, session: Session, buffer: str, audio: np.ndarray, sample_
 
 
 def _send_chunk(send: Send, to: Address, buffer: str, offset: int, data: np.ndarray) -> None:
-    chunk = data[offset: offset + P.CHUNK_FLOATS]
+    chunk = data[offset: offset + protocol.CHUNK_FLOATS]
     send(oscwire.encode_floats("/buffer.chunk", (buffer, offset), chunk), to)
 
 

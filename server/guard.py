@@ -27,16 +27,6 @@ def parse_networks(cidrs: Sequence[str]) -> list[Network]:
     return nets
 
 
-def is_loopback(host: str) -> bool:
-    """Whether a bind address or source address is a loopback address (``localhost`` too)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.split("%")[0]).is_loopback
-    except ValueError:
-        return False
-
-
 class SourceFilter:
     """Loopback sources are always allowed; others only inside the ``--allow`` networks."""
 

@@ -1,24 +1,22 @@
 """The OSC protocol of the GANSpaceSynth server: the single table every message is checked against.
 
-Every command the server understands is one :class:`Command` in :data:`COMMANDS` (address, typed
-arguments with ranges, replies, documentation); every message the server sends is one
-:class:`Reply` in :data:`REPLIES`. :func:`validate` checks an incoming message against the table
-(one generic validator for all commands) and :func:`render_markdown` writes ``docs/protocol.md``
-(``python -m ganspace_server.protocol docs/protocol.md``; a test checks the file is up to date).
-
-Pure Data's ``[oscparse]`` turns every number into a float, so wherever an integer is expected a
-float with an integral value is accepted; floats accept integers too. Symbols are plain OSC strings.
+Every command the server understands is one :class:`~ganspace_server.schema.Command` in
+:data:`COMMANDS` (address, typed arguments with ranges, replies, documentation); every message the
+server sends is one :class:`~ganspace_server.schema.Reply` in :data:`REPLIES`; the limits a client
+may rely on are the constants below (:data:`LIMITS` lists them for the docs).
+:mod:`ganspace_server.validator` checks incoming messages against this table, every command has
+one handler registered against it (``@handler("/synth")``, :mod:`ganspace_server.handlers`) and
+:mod:`ganspace_server.protocol_doc` renders it to ``docs/protocol.md``
+(``python -m ganspace_server.protocol docs/protocol.md``).
 """
 
 from __future__ import annotations
 
-import math
-import re
 import sys
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Protocol
+from collections.abc import Mapping
+from typing import Any
+
+from ganspace_server.schema import NAME_MAX, Arg, Command, Repeat, Reply
 
 PROTOCOL_VERSION = 1
 DEFAULT_PORT = 57130
@@ -42,159 +40,10 @@ MAX_QUEUE = 32  #: generation jobs waiting per server (full -> /fail <cmd> busy)
 MAX_SYNCS = 256  #: unanswered /sync requests per client
 CHUNK_FLOATS = 4000  #: floats per /buffer.chunk (at most 8000)
 STREAM_WINDOW = 7  #: unacknowledged chunks in flight (4000 x 7 x 5 bytes = 140 kB)
-NAME_MAX = 64  #: characters in a buffer name, prefix or tag
 PATH_MAX = 1024  #: characters in a path
 INT32_MAX = 2**31 - 1
 MIRROR_MIN = 16  #: coefficients mirrored with /hallu.coef (more when higher ones were set)
 HALLU_SETTINGS = ("interp", "spacing", "trim", "attack", "sustain", "release")
-
-NAME_PATTERN = r"[A-Za-z0-9_.+~#$-]+"
-_NAME_RE = re.compile(NAME_PATTERN)
-
-
-class ProtocolError(ValueError):
-    """A message does not match the protocol table; the text is the ``/fail`` reason."""
-
-
-class Context(Protocol):
-    """What the validator needs to know about the loaded model."""
-
-    @property
-    def latent_size(self) -> int:
-        """Width of z."""
-        ...
-
-    @property
-    def pitches(self) -> Sequence[int]:
-        """MIDI pitches the model knows."""
-        ...
-
-
-@dataclass(frozen=True)
-class Arg:
-    """One argument of a message.
-
-    Attributes:
-        name: argument name (in docs and in the validated values).
-        type: OSC type the server sends or expects: ``i`` (int32; floats with integral values are
-            accepted), ``f`` (float32; ints accepted; NaN and inf refused) or ``s`` (string).
-        doc: what it means.
-        lo, hi: inclusive range for numbers.
-        choices: allowed strings.
-        name_like: the string must match :data:`NAME_PATTERN` (Pd array names, tags).
-        maxlen: most characters of a string.
-        pitch: the integer must be a MIDI pitch the loaded model knows.
-        default: value when an optional argument is left out (``None``: from the client's state).
-        optional: may be left out (only trailing arguments).
-    """
-
-    name: str
-    type: str
-    doc: str
-    lo: float | None = None
-    hi: float | None = None
-    choices: tuple[str, ...] = ()
-    name_like: bool = False
-    maxlen: int = NAME_MAX
-    pitch: bool = False
-    default: Any = None
-    optional: bool = False
-
-    def range_text(self) -> str:
-        """Human text for the allowed values."""
-        if self.choices:
-            return " \\| ".join(f"`{c}`" for c in self.choices)
-        if self.type == "s":
-            kind = f"name `{NAME_PATTERN}`" if self.name_like else "text"
-            return f"{kind}, <= {self.maxlen} chars"
-        if self.pitch:
-            return "a pitch of the model"
-        if self.lo is not None and self.hi is not None:
-            return f"{_num(self.lo)}..{_num(self.hi)}"
-        return "any"
-
-
-@dataclass(frozen=True)
-class Repeat:
-    """A trailing group of arguments repeated ``min..max`` times (limits may name a context value:
-    ``"latent"`` is the model's latent size), or exactly as often as the integer argument
-    ``count_arg`` says."""
-
-    args: tuple[Arg, ...]
-    min: int | str
-    max: int | str
-    count_arg: str | None = None
-
-    def count_text(self) -> str:
-        """Human text for how many times the group repeats."""
-        if self.count_arg:
-            return f"exactly `{self.count_arg}` times"
-        lo, hi = (("latent size" if v == "latent" else str(v)) for v in (self.min, self.max))
-        return f"exactly {lo} times" if lo == hi else f"{lo}..{hi} times"
-
-
-@dataclass(frozen=True)
-class Reply:
-    """A message the server sends."""
-
-    address: str
-    args: tuple[Arg, ...]
-    doc: str
-    floats: str = ""  # name of a trailing list of floats, if any
-
-
-@dataclass(frozen=True)
-class Command:
-    """A message the server understands.
-
-    Attributes:
-        address: OSC address.
-        section: heading it is documented under.
-        doc: what it does.
-        args: fixed arguments (optional ones last).
-        repeat: trailing repeated group, if any.
-        replies: what the server answers, in order (addresses of :data:`REPLIES`, or text).
-        check: cross-argument constraint: returns the /fail reason or None.
-        check_doc: the constraint in words (documentation).
-        job: done by the generation worker (queued; may be tagged with /latest; cancellable).
-    """
-
-    address: str
-    section: str
-    doc: str
-    args: tuple[Arg, ...] = ()
-    repeat: Repeat | None = None
-    replies: tuple[str, ...] = ()
-    check: Callable[[Mapping[str, Any]], str | None] | None = None
-    check_doc: str = ""
-    job: bool = False
-
-    def signature(self) -> str:
-        """``/address <a> [b] <c d>...`` for documentation."""
-        parts = [self.address]
-        for a in self.args:
-            parts.append(f"[{a.name}]" if a.optional else f"<{a.name}>")
-        if self.repeat:
-            parts.append("<" + " ".join(a.name for a in self.repeat.args) + ">...")
-        return " ".join(parts)
-
-
-@dataclass
-class Request:
-    """A validated message: its command, argument values by name (defaults filled in) and the
-    repeated groups as tuples."""
-
-    command: Command
-    values: dict[str, Any]
-    groups: list[tuple[Any, ...]] = field(default_factory=list)
-    tag: str | None = None  # the /latest tag that applies (set by the server)
-
-    def __getitem__(self, name: str) -> Any:
-        return self.values[name]
-
-
-def _num(v: float) -> str:
-    return str(int(v)) if float(v).is_integer() else f"{v:g}"
 
 
 # ---- argument builders --------------------------------------------------------------------------
@@ -478,217 +327,8 @@ REPLIES: dict[str, Reply] = {r.address: r for r in (
           "and any higher one this client has set)."),
 )}
 
-
-# ---- the validator ------------------------------------------------------------------------------
-def _bound(v: int | str, ctx: Context) -> int:
-    if isinstance(v, int):
-        return v
-    if v == "latent":
-        return ctx.latent_size
-    raise KeyError(v)
-
-
-def _convert(arg: Arg, value: Any, ctx: Context) -> Any:
-    """Check one value against its argument; return it as int, float or str."""
-    where = f"argument {arg.name}"
-    if arg.type == "s":
-        if not isinstance(value, str):
-            raise ProtocolError(f"{where} must be a symbol, got {_kind(value)}")
-        if len(value) > arg.maxlen:
-            raise ProtocolError(f"{where} is longer than {arg.maxlen} characters")
-        if not value:
-            raise ProtocolError(f"{where} is empty")
-        if arg.choices and value not in arg.choices:
-            raise ProtocolError(f"{where} must be one of {', '.join(arg.choices)}, got {value}")
-        if arg.name_like and not _NAME_RE.fullmatch(value):
-            raise ProtocolError(f"{where} may only hold letters, digits and _.+~#$-")
-        if not arg.name_like and any(ord(c) < 32 for c in value):
-            raise ProtocolError(f"{where} holds control characters")
-        return value
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ProtocolError(f"{where} must be a number, got {_kind(value)}")
-    if not math.isfinite(value):
-        raise ProtocolError(f"{where} is {value} (NaN and inf are refused)")
-    if arg.type == "i":
-        if not float(value).is_integer():
-            raise ProtocolError(f"{where} must be an integer, got {value:g}")
-        value = int(value)
-    else:
-        value = float(value)
-    if arg.lo is not None and arg.hi is not None and not arg.lo <= value <= arg.hi:
-        raise ProtocolError(f"{where} must be in {_num(arg.lo)}..{_num(arg.hi)}, got {value:g}")
-    if arg.pitch and value not in ctx.pitches:
-        raise ProtocolError(f"pitch {value} is not one this model knows "
-                            f"({min(ctx.pitches)}..{max(ctx.pitches)})")
-    return value
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, str):
-        return "a symbol"
-    if isinstance(value, bool | None):
-        return f"{value}"
-    if isinstance(value, bytes):
-        return "a blob"
-    return type(value).__name__
-
-
-def validate(address: str, args: Sequence[Any], ctx: Context) -> Request:
-    """Check a message against :data:`COMMANDS`.
-
-    Args:
-        address: OSC address.
-        args: parsed OSC arguments (python-osc values).
-        ctx: the loaded model's facts (latent size, pitches).
-    Returns:
-        the validated :class:`Request`.
-    Raises:
-        ProtocolError: unknown address, wrong count, wrong type, out of range, bad constraint.
-    """
-    cmd = COMMANDS.get(address)
-    if cmd is None:
-        raise ProtocolError("unknown command")
-    required = sum(not a.optional for a in cmd.args)
-    n_fixed = len(cmd.args)
-    if cmd.repeat is None and not required <= len(args) <= n_fixed:
-        want = str(required) if required == n_fixed else f"{required}..{n_fixed}"
-        raise ProtocolError(f"takes {want} arguments ({cmd.signature()}), got {len(args)}")
-    if cmd.repeat is not None and len(args) < n_fixed:
-        raise ProtocolError(f"takes at least {n_fixed + 1} arguments ({cmd.signature()}), "
-                            f"got {len(args)}")
-    values: dict[str, Any] = {}
-    for i, arg in enumerate(cmd.args):
-        values[arg.name] = _convert(arg, args[i], ctx) if i < len(args) else arg.default
-    groups: list[tuple[Any, ...]] = []
-    if cmd.repeat is not None:
-        rep = cmd.repeat
-        rest = args[n_fixed:]
-        width = len(rep.args)
-        if len(rest) % width:
-            raise ProtocolError(f"the trailing arguments come in groups of {width} "
-                                f"({' '.join(a.name for a in rep.args)})")
-        count = len(rest) // width
-        if rep.count_arg is not None:
-            if count != values[rep.count_arg]:
-                raise ProtocolError(f"{rep.count_arg} is {values[rep.count_arg]} but {count} "
-                                    "values follow")
-        else:
-            lo, hi = _bound(rep.min, ctx), _bound(rep.max, ctx)
-            if not lo <= count <= hi:
-                want = str(lo) if lo == hi else f"{lo}..{hi}"
-                raise ProtocolError(f"takes {want} groups of "
-                                    f"<{' '.join(a.name for a in rep.args)}>, got {count}")
-        for g in range(count):
-            groups.append(tuple(_convert(a, rest[g * width + j], ctx)
-                                for j, a in enumerate(rep.args)))
-    if cmd.check is not None:
-        reason = cmd.check(values)
-        if reason:
-            raise ProtocolError(reason)
-    return Request(cmd, values, groups)
-
-
-# ---- documentation ------------------------------------------------------------------------------
-_INTRO = f"""\
-# OSC protocol of the GANSpaceSynth server
-
-<!-- Generated from server/protocol.py by `python -m ganspace_server.protocol docs/protocol.md`;
-do not edit by hand. -->
-
-Protocol version {PROTOCOL_VERSION}. The server listens on UDP port {DEFAULT_PORT} of 127.0.0.1 by
-default. The grammar follows scsynth:
-
-- Every command that does work answers `/done <cmd> [values...]` or `/fail <cmd> <reason>`, where
-  `<cmd>` is the command's address as a string. Queries answer with their own reply
-  (`/status.reply`, `/version.reply`, `/synced`, `/z.reply`, `/coef.reply`) or `/fail`.
-  `/buffer.ack` and `/latest` never answer unless they are malformed.
-- Replies go to the sender's address until the client sends `/notify <port>`; then to
-  (sender host, port). Each client (sender host and port) has its own state: delivery mode, z
-  slots, HALLU steps (the current step is the coefficient vector), settings and pitch. The model
-  and directions are shared.
-- Numbers: where an integer (`i`) is expected, a float with an integral value is accepted (Pd's
-  `[oscparse]` turns ints into floats); where a float (`f`) is expected, an int is accepted. NaN
-  and inf are refused. Strings are plain OSC strings (Pd symbols); names match `{NAME_PATTERN}`.
-  The server only sends types `i`, `f` and `s`.
-- Every malformed message (unknown address, wrong count, wrong type, out of range, garbage) is
-  answered `/fail <address> <reason>` when its address can be read, and logged; the server never
-  stops because of a message. Bundles are unpacked; their time tags are ignored.
-- Jobs (synthesis and hallucination) run on one generation worker in arrival order; they use the
-  client's state at the time the command arrived. When {MAX_QUEUE} jobs wait, the next is
-  answered `/fail <cmd> busy`.
-
-## Buffer delivery
-
-- `file`: `/buffer.file <buffer> <path> <frames> <sample_rate>` (a 32-bit float WAV in the cache
-  folder, unique name, written completely before the message) then the command's `/done`.
-  In Pd: `[soundfiler] read -resize <path> <array>`. Needs the server's disk.
-- `stream`: `/buffer.begin <buffer> <frames> <sample_rate>`, then `/buffer.chunk <buffer> <offset>
-  f f f ...` ({CHUNK_FLOATS} floats each, at most {STREAM_WINDOW} unacknowledged; answer each with
-  `/buffer.ack <buffer> <offset>`; unacknowledged chunks are sent again after a timeout and the
-  delivery fails after a few tries), then `/buffer.end <buffer> <frames> <sample_rate>`, then
-  `/done`. Write into a spare array and swap (or keep DSP off) so a running `[tabread4~]` never
-  reads an array being resized.
-- `play`: the server plays the sound on its own sound card; without one the command answers
-  `/fail <cmd> <reason>`.
-"""
-
-
-def _arg_rows(args: Sequence[Arg]) -> list[str]:
-    rows = []
-    for a in args:
-        opt = " (optional" + (f", default {a.default}" if a.default is not None else "") + ")"
-        rows.append(f"| `{a.name}` | `{a.type}` | {a.range_text()} | {a.doc}"
-                    f"{opt if a.optional else ''} |")
-    return rows
-
-
-def render_markdown() -> str:
-    """The text of ``docs/protocol.md``."""
-    out = [_INTRO]
-    out.append("## Commands (client to server)\n")
-    for section in SECTIONS:
-        out.append(f"### {section}\n")
-        for cmd in COMMANDS.values():
-            if cmd.section != section:
-                continue
-            out.append(f"#### `{cmd.signature()}`\n")
-            out.append(cmd.doc + (" (A job.)" if cmd.job else "") + "\n")
-            args = list(cmd.args) + (list(cmd.repeat.args) if cmd.repeat else [])
-            if args:
-                out.append("| argument | type | values | meaning |")
-                out.append("| --- | --- | --- | --- |")
-                out.extend(_arg_rows(args))
-                out.append("")
-            if cmd.repeat:
-                names = " ".join(a.name for a in cmd.repeat.args)
-                out.append(f"`<{names}>` repeats {cmd.repeat.count_text()}.\n")
-            if cmd.check_doc:
-                out.append(f"Constraint: {cmd.check_doc}.\n")
-            replies = "; ".join(f"`{r}`" if r.startswith("/") else r for r in cmd.replies)
-            out.append(f"Replies: {replies or 'none'}; errors: `/fail {cmd.address} <reason>`.\n")
-    out.append("## Replies and events (server to client)\n")
-    for r in REPLIES.values():
-        tail = f" <{r.floats}...>" if r.floats else ""
-        sig = " ".join([r.address, *(f"<{a.name}>" for a in r.args)]) + tail
-        out.append(f"#### `{sig}`\n")
-        out.append(r.doc + "\n")
-        out.append("| argument | type | meaning |")
-        out.append("| --- | --- | --- |")
-        for a in r.args:
-            out.append(f"| `{a.name}` | `{a.type}` | {a.doc} |")
-        if r.floats:
-            out.append(f"| `{r.floats}...` | `f` | float32 values |")
-        out.append("")
-    out.append("## Limits\n")
-    out.append("| limit | value |")
-    out.append("| --- | --- |")
-    for name, value, text in _LIMITS:
-        out.append(f"| {text} (`{name}`) | {value} |")
-    out.append("")
-    return "\n".join(out)
-
-
-_LIMITS = (
+#: The limits ``docs/protocol.md`` lists: (constant, value, what it bounds).
+LIMITS: tuple[tuple[str, int | float, str], ...] = (
     ("MAX_PACKET", MAX_PACKET, "bytes per datagram"),
     ("MAX_CLIENTS", MAX_CLIENTS, "clients (sessions)"),
     ("Z_SLOTS", Z_SLOTS, "z slots per client"),
@@ -707,17 +347,7 @@ _LIMITS = (
     ("PATH_MAX", PATH_MAX, "characters per path"),
 )
 
+if __name__ == "__main__":  # the command docs/protocol.md names in its header
+    from ganspace_server.protocol_doc import main
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Write the rendered protocol to the given file (or print it)."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    text = render_markdown()
-    if args:
-        Path(args[0]).write_text(text)
-    else:
-        sys.stdout.write(text)
-    return 0
-
-
-if __name__ == "__main__":
     sys.exit(main())

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ganspace.errors import InputError
 from ganspace.model import default_pitch
-from ganspace_server import protocol as P
+from ganspace_server import protocol
 
 Address = tuple[str, int]
 
@@ -41,7 +41,8 @@ class Session:
     subscribed: bool = False
     delivery: str = "file"
     z: dict[int, np.ndarray] = field(default_factory=dict)
-    steps: list[np.ndarray] = field(default_factory=lambda: [np.zeros(P.COEF_MAX, np.float32)])
+    steps: list[np.ndarray] = field(
+        default_factory=lambda: [np.zeros(protocol.COEF_MAX, np.float32)])
     current: int = 0
     settings: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_SETTINGS))
     highest_set: int = -1
@@ -61,18 +62,18 @@ class Session:
         """The current step's coefficient vector [COEF_MAX] (mutable)."""
         return self.steps[self.current]
 
-    def note_set(self, index: int) -> None:
+    def track_highest_set(self, index: int) -> None:
         """Remember the highest coefficient index this client has set (for mirroring)."""
         self.highest_set = max(self.highest_set, index)
 
     def mirror_count(self) -> int:
         """How many coefficients /hallu.coef mirrors."""
-        return max(P.MIRROR_MIN, self.highest_set + 1)
+        return max(protocol.MIRROR_MIN, self.highest_set + 1)
 
     def add_step(self) -> None:
         """Insert a copy of the current step after it and go there."""
-        if len(self.steps) >= P.MAX_STEPS:
-            raise InputError(f"at most {P.MAX_STEPS} steps")
+        if len(self.steps) >= protocol.MAX_STEPS:
+            raise InputError(f"at most {protocol.MAX_STEPS} steps")
         self.steps.insert(self.current + 1, self.coefficients.copy())
         self.current += 1
 
@@ -114,8 +115,8 @@ class Session:
         with self.lock:
             if not self._pending and not self._syncs:
                 return True
-            if len(self._syncs) >= P.MAX_SYNCS:
-                raise InputError(f"{P.MAX_SYNCS} /sync requests are already waiting")
+            if len(self._syncs) >= protocol.MAX_SYNCS:
+                raise InputError(f"{protocol.MAX_SYNCS} /sync requests are already waiting")
             self._syncs.append(_Sync(ident, set(self._pending)))
             return False
 
@@ -139,10 +140,11 @@ class Session:
                 self.acked.add(offset)
                 self.ack_event.notify_all()
 
-    def wait_acks(self, done: Callable[[set[int]], bool], timeout: float) -> set[int]:
-        """Wait until ``done(acked)`` or the timeout; return the acked offsets so far."""
+    def wait_acks(self, offsets: set[int], timeout: float) -> set[int]:
+        """Wait until one of ``offsets`` is acknowledged, or the timeout; return the acked
+        offsets so far."""
         with self.ack_event:
-            self.ack_event.wait_for(lambda: done(self.acked), timeout)
+            self.ack_event.wait_for(lambda: bool(offsets & self.acked), timeout)
             return set(self.acked)
 
     def reset_for_model(self, latent_size: int, pitches: Sequence[int]) -> None:

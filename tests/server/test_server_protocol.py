@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 from pythonosc.osc_message import OscMessage
 
-from ganspace_server import oscwire
-from ganspace_server import protocol as P
+from ganspace_server import oscwire, protocol, protocol_doc
 from ganspace_server.guard import PathGuard, RateLimitedLog, SourceFilter, parse_networks
+from ganspace_server.schema import ProtocolError
+from ganspace_server.validator import validate
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -26,7 +27,7 @@ class Ctx:
 
 
 def test_docs_protocol_md_is_the_rendering_of_the_table() -> None:
-    assert (REPO / "docs" / "protocol.md").read_text() == P.render_markdown(), (
+    assert (REPO / "docs" / "protocol.md").read_text() == protocol_doc.render_markdown(), (
         "docs/protocol.md is stale: run python -m ganspace_server.protocol docs/protocol.md")
 
 
@@ -34,23 +35,23 @@ def test_the_fixed_core_is_present_and_the_table_is_consistent() -> None:
     core = {"/notify", "/delivery", "/buffer.ack", "/status", "/sync", "/version", "/quit",
             "/cancel", "/model.load", "/directions.load", "/model.layers", "/synth",
             "/synth.noz", "/synth.batch", "/hallu", "/hallu.z"}
-    assert core <= set(P.COMMANDS)
+    assert core <= set(protocol.COMMANDS)
     for r in ("/done", "/fail", "/buffer.file", "/buffer.begin", "/buffer.chunk", "/buffer.end",
               "/progress", "/synced", "/status.reply", "/version.reply"):
-        assert r in P.REPLIES
-    for cmd in P.COMMANDS.values():
-        assert cmd.doc and cmd.section in P.SECTIONS
+        assert r in protocol.REPLIES
+    for cmd in protocol.COMMANDS.values():
+        assert cmd.doc and cmd.section in protocol.SECTIONS
         optional = [a.optional for a in cmd.args]
         assert optional == sorted(optional), f"{cmd.address}: optional arguments must be last"
         assert all(a.type in "ifs" for a in cmd.args)
 
 
 def test_ints_accept_integral_floats_and_floats_accept_ints() -> None:
-    r = P.validate("/z.random", [3.0, 7.0], Ctx())
+    r = validate("/z.random", [3.0, 7.0], Ctx())
     assert r["slot"] == 3 and isinstance(r["slot"], int) and r["seed"] == 7
-    r = P.validate("/z.slerp", [0, 1, 2, 1], Ctx())
+    r = validate("/z.slerp", [0, 1, 2, 1], Ctx())
     assert r["t"] == 1.0 and isinstance(r["t"], float)
-    r = P.validate("/z.random", [5], Ctx())
+    r = validate("/z.random", [5], Ctx())
     assert r["seed"] is None
 
 
@@ -85,14 +86,14 @@ def test_ints_accept_integral_floats_and_floats_accept_ints() -> None:
     ("/synth.batch", ["p", 0, 40, 1], "groups of 2"),
 ])
 def test_validator_refuses_with_a_reason(address: str, args: list, reason: str) -> None:
-    with pytest.raises(P.ProtocolError, match=reason):
-        P.validate(address, args, Ctx())
+    with pytest.raises(ProtocolError, match=reason):
+        validate(address, args, Ctx())
 
 
 def test_repeats_and_batches_parse_into_groups() -> None:
-    r = P.validate("/synth.batch", ["n", 0, 40, 1.0, 41.0], Ctx())
+    r = validate("/synth.batch", ["n", 0, 40, 1.0, 41.0], Ctx())
     assert r.groups == [(0, 40), (1, 41)]
-    r = P.validate("/coef.setn", [2, 2, 0.5, -1], Ctx())
+    r = validate("/coef.setn", [2, 2, 0.5, -1], Ctx())
     assert r.groups == [(0.5,), (-1.0,)]
 
 

@@ -1,8 +1,9 @@
 """Drive real headless Pure Data over OSC for the patch tests and scripts/bench_patch.py.
 
-`PdSession` starts `pd -nogui -nosound ...` with tests/pd/harness.pd plus the patches under test,
-sends harness commands (`/send <receive-name> args...`, `/capture`, `/ff`, `/writecap`, `/watch`,
-`/ping`) and collects what the harness sends back (`/w <receive-name> args...` for watched names).
+`PdSession` starts `pd -nogui -nosound ...` with tests/e2e/pd/harness.pd plus the patches under
+test, sends harness commands (`/send <receive-name> args...`, `/capture`, `/ff`, `/writecap`,
+`/watch`, `/ping`) and collects what the harness sends back (`/w <receive-name> args...` for
+watched names).
 Pd's stderr is collected; `errors()` lists the lines a test must fail on.
 """
 
@@ -23,7 +24,7 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 
 HERE = Path(__file__).resolve().parent
 HARNESS = HERE / "harness.pd"
-PATCHES = HERE.parents[1] / "patches"
+PATCHES = HERE.parents[2] / "patches"
 
 # Pd's own complaints ("error: ...", "... couldn't create"); the patches print the server's /fail
 # replies with the prefix "gss-server:" (expected in tests that provoke a failure).

@@ -1,7 +1,7 @@
 """The Pd patches (patches/*.pd) in real headless Pure Data against a real server on a tiny model.
 
-Each test starts `pd -nogui -nosound ... -open tests/pd/harness.pd -open patches/<patch>.pd` with
-fresh ports, drives the patch's controls through their receive names the way a performer would
+Each test starts `pd -nogui -nosound ... -open tests/e2e/pd/harness.pd -open patches/<patch>.pd`
+with fresh ports, drives the patch's controls through their receive names the way a performer would
 (the harness forwards `/send <name> args` to `[send <name>]`), records the patch's output
 (`[s~ <prefix>-out]`) faster than real time (`; pd fast-forward`) and compares it with what the
 server renders itself for the same request (python client, same seeds and coefficients).
@@ -31,7 +31,7 @@ from ganspace.directions import Directions, save_directions
 sys.path.insert(0, str(Path(__file__).resolve().parent / "pd"))
 from pdrunner import PdSession, free_udp_port, pd_binary  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PATCHES = ROOT / "patches"
 SR = 16000
 NOTE = 64000

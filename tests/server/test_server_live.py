@@ -22,9 +22,9 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 from ganspace.directions import Directions, load_directions, save_directions
 from ganspace.hallucinate import Envelope, hallucinate_coefficients, hallucinate_z
 from ganspace.model import GANSynthModel
-from ganspace_server import oscwire
-from ganspace_server import protocol as P
+from ganspace_server import oscwire, protocol
 from ganspace_server.client import Client, ServerError
+from ganspace_server.schema import Command
 from ganspace_server.server import Server, ServerConfig
 
 T = 20.0  # seconds any single answer may take
@@ -170,7 +170,7 @@ def _good_args(c: Client, root: Path) -> dict[str, tuple[list[Any], str | None]]
     }
 
 
-def _bad_args(cmd: P.Command) -> list[list[Any]]:
+def _bad_args(cmd: Command) -> list[list[Any]]:
     """Malformed calls: one argument too many, and (when it has arguments) a wrong type."""
     fixed = [a for a in cmd.args]
     good_shape: list[Any] = [("x" if a.type == "s" else 1) for a in fixed]
@@ -189,7 +189,7 @@ def test_every_address_answers_good_and_bad_arguments(make_server: ServerFactory
         c.random_z(0, 1)
         c.random_z(1, 2)
         good = _good_args(c, root)
-        assert set(good) == set(P.COMMANDS)
+        assert set(good) == set(protocol.COMMANDS)
         order = ["/directions.load", *[a for a in good if a != "/directions.load"]]
         for address in order:
             args, first = good[address]
@@ -203,7 +203,7 @@ def test_every_address_answers_good_and_bad_arguments(make_server: ServerFactory
             got = c.expect(lambda m, f=first: m[0] in (f, "/fail"))
             assert got[0] == first, (address, got)
             c.sync(7)
-        for cmd in P.COMMANDS.values():
+        for cmd in protocol.COMMANDS.values():
             for args in _bad_args(cmd):
                 c.drain()
                 c.send(cmd.address, *args)
@@ -265,8 +265,8 @@ def test_hallucinations_are_bit_exact(client: Client, tiny_model: GANSynthModel,
 
 def test_hallu_sequencer_mirrors_its_state(client: Client) -> None:
     st = client.hallu_state()
-    assert (st.index, st.count) == (0, 1) and len(st.coefficients) == P.MIRROR_MIN
-    assert set(st.settings) == set(P.HALLU_SETTINGS)
+    assert (st.index, st.count) == (0, 1) and len(st.coefficients) == protocol.MIRROR_MIN
+    assert set(st.settings) == set(protocol.HALLU_SETTINGS)
     client.set_coefficient({20: 2.0})
     assert client.hallu("add") == (1, 2)
     client.set_coefficient({20: -2.0})
@@ -278,7 +278,7 @@ def test_hallu_sequencer_mirrors_its_state(client: Client) -> None:
     assert client.hallu_state().coefficients[20] == -2.0
     assert client.hallu("remove") == (0, 1)  # the last step is zeroed, not removed
     assert not client.hallu_state().coefficients.any()
-    for _ in range(P.MAX_STEPS - 1):
+    for _ in range(protocol.MAX_STEPS - 1):
         client.hallu("add")
     with pytest.raises(ServerError, match="at most"):
         client.hallu("add")
@@ -354,14 +354,14 @@ def test_burst_from_several_clients_is_answered_to_each(server: Server,
 
 def test_too_many_clients_are_refused(make_server: ServerFactory) -> None:
     server = make_server(session_idle=600.0)
-    peers = [Peer(server) for _ in range(P.MAX_CLIENTS + 1)]
+    peers = [Peer(server) for _ in range(protocol.MAX_CLIENTS + 1)]
     try:
         for p in peers:
             p.send("/status")
         replies = [p.recv() for p in peers]
         assert all(r[0] == "/status.reply" for r in replies[:-1])
         assert replies[-1] == ("/fail", ["/status", f"too many clients (at most "
-                                         f"{P.MAX_CLIENTS})"])
+                                         f"{protocol.MAX_CLIENTS})"])
     finally:
         for p in peers:
             p.close()
@@ -373,8 +373,8 @@ def test_fuzz_garbage_then_status_still_answers(server: Server, peer: Peer) -> N
     valid = [oscwire.encode("/status"), oscwire.encode("/z.random", 1, 2),
              oscwire.encode("/coef.set", 1, 0.5), oscwire.encode("/hallu.spacing", 1.0),
              oscwire.encode_floats("/z.set", (0,), np.ones(8))]
-    safe = [c for c in P.COMMANDS if not P.COMMANDS[c].job and c not in ("/model.load",
-                                                                          "/directions.load")]
+    safe = [c for c, cmd in protocol.COMMANDS.items()
+            if not cmd.job and c not in ("/model.load", "/directions.load")]
     values: list[Any] = [0, 1, -1, 2**31 - 1, 0.5, float("nan"), float("inf"), -1e30, "",
                          "x" * 5000, "snd", "../etc", b"\x00\x01"]
     sent = 0
@@ -492,11 +492,11 @@ def test_a_full_queue_answers_busy(server: Server) -> None:
     with Client(*server.address, timeout=T) as c:
         c.random_z(0, 1)
         c.send("/hallu.z", "long", 64, 0, 1)
-        for i in range(P.MAX_QUEUE):
+        for i in range(protocol.MAX_QUEUE):
             c.send("/synth", f"s{i}", 40)
         got = c.expect(lambda m: m[0] == "/fail" and m[1][0] == "/synth")
         assert got[1][1] == "busy"
-        assert c.cancel() == P.MAX_QUEUE
+        assert c.cancel() == protocol.MAX_QUEUE
         c.sync()
         assert c.status().queue == 0
 

@@ -19,7 +19,7 @@ import torch
 
 from ganspace.generator import Generator, GeneratorConfig
 from ganspace.magenta import published_hparams
-from ganspace.model import GANSynthModel, load_model
+from ganspace.model import GANSynthModel, default_pitch, load_model
 from ganspace_server.client import Client
 from ganspace_server.server import Server, ServerConfig
 
@@ -36,6 +36,7 @@ class ModeReport:
     requests: int
 
 
+# TODO(merge): the same tiny model as tests/conftest.py's make_tiny_model; use the shared builder.
 def tiny_model(device: str | None = "cpu") -> GANSynthModel:
     """A random model with 8 channels per block (fast; it makes noise)."""
     hp = published_hparams()
@@ -53,7 +54,7 @@ def _pct(values: list[float], q: float) -> float:
 def run_bench(model_spec: str, requests: int, device: str | None) -> list[ModeReport]:
     """Run ``requests`` timed /synth requests per delivery mode (after 3 warm-ups)."""
     model = tiny_model(device) if model_spec == "tiny" else load_model(model_spec, device=device)
-    pitch = 32 if 32 in model.pitches else model.pitches[len(model.pitches) // 2]
+    pitch = default_pitch(model.pitches)
     reports = []
     with tempfile.TemporaryDirectory() as cache:
         config = ServerConfig(port=0, cache_dir=Path(cache))

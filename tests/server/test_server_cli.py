@@ -17,10 +17,10 @@ import soundfile as sf
 
 from ganspace.cli import main as cli_main
 from ganspace_server import cli as server_cli
-from ganspace_server.bench import run_bench
+from ganspace_server.bench_server import run_bench
 from ganspace_server.client import Client
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 60.0
 
 

@@ -1,0 +1,106 @@
+"""Model commands: load a model or directions in a loader thread (the old ones keep serving until
+the swap), list layers and pitches."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ganspace.directions import load_directions
+from ganspace.errors import GanspaceError, InputError
+from ganspace.model import load_model
+from ganspace_server.handlers.registry import handler
+from ganspace_server.handlers.session import broadcast_status
+from ganspace_server.schema import Request
+from ganspace_server.session import Session
+
+if TYPE_CHECKING:
+    from ganspace_server.server import Server
+
+log = logging.getLogger("ganspace_server")
+
+DoneValues = tuple[int | float | str, ...]
+
+
+def _load_in_background(server: Server, s: Session, cmd: str,
+                        work: Callable[[], DoneValues]) -> None:
+    """Run a load in a thread (one at a time); answer /done with its values or /fail."""
+    if not server.loading.acquire(blocking=False):
+        raise InputError("busy: a model or directions load is already running")
+    op = server.next_id()
+    s.begin(op)
+
+    def run() -> None:
+        try:
+            values = work()
+        except GanspaceError as exc:
+            server.fail(s, cmd, str(exc))
+        except Exception as exc:  # a broken file must not kill the server
+            log.exception("%s failed", cmd)
+            server.fail(s, cmd, f"{type(exc).__name__}: {exc}")
+        else:
+            server.done(s, cmd, *values)
+            broadcast_status(server)
+        finally:
+            server.loading.release()
+            server.synced(s, s.end(op))
+
+    threading.Thread(target=run, name="loader", daemon=True).start()
+
+
+@handler("/model.load")
+def model_load(server: Server, s: Session, r: Request) -> None:
+    """Load a model inside a model root; keep the directions when they fit it."""
+    path = server.paths.resolve(r["path"])
+    device = server.state.model.device
+
+    def work() -> DoneValues:
+        model = load_model(path, device=device)
+        d = server.state.directions
+        if d is not None:
+            try:
+                d.check_compatible(model)
+            except GanspaceError as exc:
+                log.info("directions dropped with the new model: %s", exc)
+                d = None
+        server.state = dataclasses.replace(server.state, model=model, name=path.name,
+                                           directions=d)
+        for sess in server.sessions():
+            sess.reset_for_model(model.latent_size, model.pitches)
+        log.info("model %s loaded", path)
+        return path.name, model.audio_length, model.sample_rate
+
+    _load_in_background(server, s, "/model.load", work)
+
+
+@handler("/directions.load")
+def directions_load(server: Server, s: Session, r: Request) -> None:
+    """Load a directions file inside a model root; it must fit the model."""
+    path = server.paths.resolve(r["path"])
+    if not path.is_file():
+        raise InputError(f"{r['path']}: not a file")
+
+    def work() -> DoneValues:
+        d = load_directions(path)
+        st = server.state
+        d.check_compatible(st.model)
+        server.state = dataclasses.replace(st, directions=d)
+        log.info("directions %s loaded (K=%d, layer %s)", path, d.count, d.layer)
+        return d.count, d.layer
+
+    _load_in_background(server, s, "/directions.load", work)
+
+
+@handler("/model.layers")
+def model_layers(server: Server, s: Session, r: Request) -> None:
+    """List the generator's layer names."""
+    server.done(s, "/model.layers", *server.state.model.layer_names())
+
+
+@handler("/model.pitches")
+def model_pitches(server: Server, s: Session, r: Request) -> None:
+    """List the model's pitches."""
+    server.done(s, "/model.pitches", *server.state.model.pitches)
