@@ -329,8 +329,8 @@ def audio_to_melspecgrams(audio: Tensor, phase_floor: float | None = PHASE_FLOOR
     and ``cumsum(IF)`` round trips) so float rounding matches.
 
     One deliberate difference (unless ``phase_floor`` is None): bins whose STFT amplitude is at
-    or below ``phase_floor`` get phase 0 and IF 0. Magenta takes the angle of whatever rounding noise such
-    bins hold (``angle(-0.0)`` is pi, ``angle(+0.0)`` is 0), so its IF there, and in the
+    or below ``phase_floor`` get phase 0 and IF 0. Magenta takes the angle of whatever rounding
+    noise such bins hold (``angle(-0.0)`` is pi, ``angle(+0.0)`` is 0), so its IF there, and in the
     all-padding first frames, differs between CPUs; with the floor the features are
     deterministic and silent regions have IF 0, not noise, in training targets. The log power
     channel is unchanged.
