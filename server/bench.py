@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ganspace.generator import Generator, GeneratorConfig
-from ganspace.magenta import published_hparams
-from ganspace.model import GANSynthModel, load_model
+from ganspace.engine.generator import Generator, GeneratorConfig
+from ganspace.engine.model import GANSynthModel, load_model
+from ganspace.formats.magenta import published_hparams
 from ganspace_server.client import Client
 from ganspace_server.server import Server, ServerConfig
 

@@ -28,9 +28,11 @@ from typing import Any
 
 import numpy as np
 
-from ganspace.directions import Directions, load_directions
+from ganspace.engine.latent import slerp
+from ganspace.engine.model import GANSynthModel, default_pitch, load_model
 from ganspace.errors import GanspaceError, InputError
-from ganspace.hallucinate import (
+from ganspace.space.directions import Directions, load_directions
+from ganspace.space.hallucinate import (
     Envelope,
     check_request,
     coefficient_count,
@@ -38,8 +40,6 @@ from ganspace.hallucinate import (
     hallucinate_z,
     z_count,
 )
-from ganspace.latent import slerp
-from ganspace.model import GANSynthModel, default_pitch, load_model
 from ganspace_server import __version__, delivery, oscwire
 from ganspace_server import protocol as P
 from ganspace_server.guard import Network, PathGuard, RateLimitedLog, SourceFilter, is_loopback

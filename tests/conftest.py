@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from ganspace.generator import Generator, GeneratorConfig
-from ganspace.magenta import published_hparams
-from ganspace.model import GANSynthModel
+from ganspace.engine.generator import Generator, GeneratorConfig
+from ganspace.engine.model import GANSynthModel
+from ganspace.formats.magenta import published_hparams
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from ganspace import audio
+from ganspace.engine import audio
 from ganspace.errors import InputError
 
 AUDIO_TOL = 1e-3  # relative (max abs diff / max abs reference), docs: gansynth-format.md

@@ -10,7 +10,8 @@ import pytest
 import soundfile as sf
 
 from ganspace.cli import main
-from ganspace.dataset import (
+from ganspace.errors import InputError
+from ganspace.train.dataset import (
     AUDIO_LENGTH,
     SAMPLE_RATE,
     chop,
@@ -19,9 +20,8 @@ from ganspace.dataset import (
     pad,
     resample,
 )
-from ganspace.errors import InputError
-from ganspace.evaluate import estimate_f0
-from ganspace.synthdata import random_timbres, render_note, render_wavs
+from ganspace.train.evaluate import estimate_f0
+from ganspace.train.synthdata import random_timbres, render_note, render_wavs
 
 
 def sine(freq: float, seconds: float, rate: int = SAMPLE_RATE, amp: float = 0.5) -> np.ndarray:

@@ -15,11 +15,11 @@ import torch
 from conftest import make_tiny_model
 from safetensors.numpy import save_file
 
-from ganspace import audio
-from ganspace.directions import FORMAT_NAME, Directions, load_directions, save_directions
+from ganspace.engine import audio
 from ganspace.errors import InputError, ModelFormatError
-from ganspace.legacy_pickle import import_legacy_pickle, restricted_loads
-from ganspace.pca import compute_directions
+from ganspace.formats.legacy_pickle import import_legacy_pickle, restricted_loads
+from ganspace.space.directions import FORMAT_NAME, Directions, load_directions, save_directions
+from ganspace.space.pca import compute_directions
 
 K, H, W, C = 6, 2, 4, 3
 

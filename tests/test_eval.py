@@ -11,9 +11,11 @@ import pytest
 
 import ganspace
 from ganspace.cli import main
-from ganspace.directions import save_directions
+from ganspace.engine.model import GANSynthModel
 from ganspace.errors import InputError
-from ganspace.evaluate import (
+from ganspace.space.directions import save_directions
+from ganspace.space.pca import compute_directions
+from ganspace.train.evaluate import (
     cents,
     decay_time,
     estimate_f0,
@@ -23,8 +25,6 @@ from ganspace.evaluate import (
     pitch_report,
     spectral_centroid,
 )
-from ganspace.model import GANSynthModel
-from ganspace.pca import compute_directions
 
 SR = 16000
 T = np.arange(64000) / SR

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from ganspace import magenta
+from ganspace.engine.generator import FastGenerator, Generator, GeneratorConfig, subpixel_kernels
 from ganspace.errors import InputError
-from ganspace.generator import FastGenerator, Generator, GeneratorConfig, subpixel_kernels
+from ganspace.formats import magenta
 
 TANH_TOL = 1e-4
 

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from conftest import make_tiny_model
 
+from ganspace.engine.latent import slerp
 from ganspace.errors import Cancelled, InputError
-from ganspace.hallucinate import (
+from ganspace.space.hallucinate import (
     MAX_SOUNDS,
     Envelope,
     Hallucination,
@@ -20,8 +21,7 @@ from ganspace.hallucinate import (
     hallucinate_z,
     z_path,
 )
-from ganspace.latent import slerp
-from ganspace.pca import compute_directions
+from ganspace.space.pca import compute_directions
 
 SR = 16000
 SHORT = Envelope(0.0, 0.05, 0.05, 0.05)

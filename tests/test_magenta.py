@@ -12,7 +12,7 @@ import torch
 from test_tfcheckpoint import FIXTURE, PREFIX, write_bundle
 
 from ganspace.errors import CheckpointError
-from ganspace.magenta import (
+from ganspace.formats.magenta import (
     MAGENTA_DEFAULTS,
     compute_progress,
     find_checkpoint,
@@ -20,7 +20,7 @@ from ganspace.magenta import (
     load_hparams,
     load_pitches,
 )
-from ganspace.tfcheckpoint import read_bundle
+from ganspace.formats.tfcheckpoint import read_bundle
 
 REFERENCE = np.load(FIXTURE / "reference_io.npz")
 GEN = "Generator/progressive_gan_generator/progressive_gan_block_{}/{}/{}/ExponentialMovingAverage"

@@ -8,9 +8,9 @@ import pytest
 import soundfile as sf
 
 from ganspace.cli import main
+from ganspace.engine.midi import combine_notes, load_midi, render_midi
+from ganspace.engine.model import load_model
 from ganspace.errors import InputError
-from ganspace.midi import combine_notes, load_midi, render_midi
-from ganspace.model import load_model
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,7 @@ def test_silent_notes_stay_silent():
 
 
 def load_midi_like(pitches, starts, ends):
-    from ganspace.midi import MidiNotes
+    from ganspace.engine.midi import MidiNotes
 
     return MidiNotes(np.array(pitches), np.array([100] * len(pitches)), np.array(starts),
                      np.array(ends))

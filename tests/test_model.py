@@ -10,10 +10,10 @@ import pytest
 import torch
 
 import ganspace
-from ganspace import magenta
+from ganspace.engine.generator import Generator, GeneratorConfig
+from ganspace.engine.model import GANSynthModel, describe_pitches, load_model
 from ganspace.errors import CheckpointError, InputError, ModelFormatError
-from ganspace.generator import Generator, GeneratorConfig
-from ganspace.model import GANSynthModel, describe_pitches, load_model
+from ganspace.formats import magenta
 
 AUDIO_TOL = 1e-3  # relative to the reference's max abs
 
@@ -116,7 +116,7 @@ def test_truncated_checkpoint_is_reported(magenta_small, tmp_path):
 
 
 def test_missing_ema_tensor_is_reported(magenta_small, tmp_path, monkeypatch):
-    from ganspace import tfcheckpoint
+    from ganspace.formats import tfcheckpoint
 
     real_keys = tfcheckpoint.BundleReader.keys
     dropped = ("Generator/progressive_gan_generator/progressive_gan_block_3/conv1/conv2d/kernel/"

@@ -13,11 +13,11 @@ import torch
 from conftest import make_tiny_model
 from sklearn.decomposition import PCA
 
-from ganspace import pca
-from ganspace.directions import load_directions
+from ganspace.engine.model import default_pitch
 from ganspace.errors import InputError
-from ganspace.model import default_pitch
-from ganspace.pca import (
+from ganspace.space import pca
+from ganspace.space.directions import load_directions
+from ganspace.space.pca import (
     CovarianceAccumulator,
     compute_directions,
     ipca_chunks,
@@ -191,7 +191,7 @@ def test_torchrun_two_gloo_ranks_equal_one_process(tiny_model_dir, tmp_path):
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     two = load_directions(out)
-    from ganspace.model import load_model
+    from ganspace.engine.model import load_model
 
     one = compute_directions(load_model(tiny_model_dir, device="cpu"), "conv0", N, seed=0,
                              components=None, batch=64)

@@ -19,9 +19,9 @@ import soundfile as sf
 from conftest import make_tiny_model
 from pythonosc.osc_message_builder import OscMessageBuilder
 
-from ganspace.directions import Directions, load_directions, save_directions
-from ganspace.hallucinate import Envelope, hallucinate_coefficients, hallucinate_z
-from ganspace.model import GANSynthModel
+from ganspace.engine.model import GANSynthModel
+from ganspace.space.directions import Directions, load_directions, save_directions
+from ganspace.space.hallucinate import Envelope, hallucinate_coefficients, hallucinate_z
 from ganspace_server import oscwire
 from ganspace_server import protocol as P
 from ganspace_server.client import Client, ServerError

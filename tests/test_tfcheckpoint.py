@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ganspace.errors import CheckpointError
-from ganspace.tfcheckpoint import BundleReader, mask_crc, read_bundle
+from ganspace.formats.tfcheckpoint import BundleReader, mask_crc, read_bundle
 
 FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "magenta_small"
 PREFIX = FIXTURE / "stage_00012" / "model.ckpt-11000000"

@@ -21,13 +21,13 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 import ganspace
-from ganspace.dataset import Dataset, make_dataset
-from ganspace.discriminator import Discriminator
+from ganspace.engine.generator import Generator, GeneratorConfig
 from ganspace.errors import InputError
-from ganspace.generator import Generator, GeneratorConfig
-from ganspace.magenta import blocks_of_stage, compute_progress
-from ganspace.synthdata import render_wavs
-from ganspace.train import (
+from ganspace.formats.magenta import blocks_of_stage, compute_progress
+from ganspace.train.dataset import Dataset, make_dataset
+from ganspace.train.discriminator import Discriminator
+from ganspace.train.synthdata import render_wavs
+from ganspace.train.trainer import (
     Trainer,
     TrainOptions,
     batch_size_of,

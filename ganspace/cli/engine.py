@@ -72,13 +72,13 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace):
-    from ganspace.model import load_model
+    from ganspace.engine.model import load_model
 
     return load_model(args.model, device=args.device)
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from ganspace.model import MODEL_JSON, load_model
+    from ganspace.engine.model import MODEL_JSON, load_model
 
     if (args.out_dir / MODEL_JSON).exists() and not args.force:
         raise InputError(f"{args.out_dir} already holds a model; pass --force to replace it")
@@ -90,7 +90,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from ganspace.model import describe_pitches, load_model
+    from ganspace.engine.model import describe_pitches, load_model
 
     model = load_model(args.model, device="cpu")
     cfg = model.config
@@ -153,7 +153,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_render_midi(args: argparse.Namespace) -> int:
-    from ganspace.midi import load_midi, render_midi
+    from ganspace.engine.midi import load_midi, render_midi
 
     model = _load(args)
     result = render_midi(model, load_midi(args.midi), args.secs_per_instrument, args.seed)
@@ -169,8 +169,13 @@ def cmd_render_midi(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     import torch
 
-    from ganspace.bench import random_published_model, run_bench, time_load, timings_as_dicts
-    from ganspace.model import load_model
+    from ganspace.engine.benchmark import (
+        random_published_model,
+        run_bench,
+        time_load,
+        timings_as_dicts,
+    )
+    from ganspace.engine.model import load_model
 
     if args.threads:
         torch.set_num_threads(args.threads)

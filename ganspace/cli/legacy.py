@@ -67,9 +67,9 @@ def _out_path(args: argparse.Namespace) -> Path:
 
 def run(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run; user errors print ``error: ...`` and return 2."""
-    from ganspace.directions import save_directions
-    from ganspace.model import load_model
-    from ganspace.pca import compute_directions, torchrun_device, torchrun_group, world
+    from ganspace.engine.model import load_model
+    from ganspace.space.directions import save_directions
+    from ganspace.space.pca import compute_directions, torchrun_device, torchrun_group, world
 
     args = build_parser().parse_args(argv)
     try:

@@ -188,13 +188,13 @@ def parse_coefficient_steps(text: str) -> np.ndarray:
 
 
 def _load_model(path: Path, device: str | None) -> Any:
-    from ganspace.model import load_model
+    from ganspace.engine.model import load_model
 
     return load_model(path, device=device)
 
 
 def _load_directions(path: Path) -> Any:
-    from ganspace.directions import load_directions
+    from ganspace.space.directions import load_directions
 
     return load_directions(path)
 
@@ -214,8 +214,8 @@ def cmd_layers(args: argparse.Namespace) -> int:
 
 
 def cmd_pca(args: argparse.Namespace) -> int:
-    from ganspace.directions import save_directions
-    from ganspace.pca import compute_directions, torchrun_device, torchrun_group, world
+    from ganspace.space.directions import save_directions
+    from ganspace.space.pca import compute_directions, torchrun_device, torchrun_group, world
 
     device = torchrun_device(args.device)
     with torchrun_group(device):
@@ -239,8 +239,8 @@ def _summary(path: Path, d: Any) -> None:
 
 
 def cmd_import_pca(args: argparse.Namespace) -> int:
-    from ganspace.directions import save_directions
-    from ganspace.legacy_pickle import import_legacy_pickle
+    from ganspace.formats.legacy_pickle import import_legacy_pickle
+    from ganspace.space.directions import save_directions
 
     model = _load_model(args.model, "cpu") if args.model else None
     d = import_legacy_pickle(args.pickle, model)
@@ -260,8 +260,8 @@ def _bar(enabled: bool, what: str) -> Any:
 def cmd_hallucinate(args: argparse.Namespace) -> int:
     import soundfile as sf
 
-    from ganspace import audio
-    from ganspace.hallucinate import Envelope, hallucinate_coefficients, hallucinate_z
+    from ganspace.engine import audio
+    from ganspace.space.hallucinate import Envelope, hallucinate_coefficients, hallucinate_z
 
     env = Envelope(args.trim, args.attack, args.sustain, args.release)
     env.check(audio.AUDIO_LENGTH / audio.SAMPLE_RATE)  # refuse before loading anything
@@ -278,7 +278,7 @@ def cmd_hallucinate(args: argparse.Namespace) -> int:
     directions = _load_directions(args.directions) if args.directions else None
     model = _load_model(args.model, args.device)
     if args.pitch is None:
-        from ganspace.model import default_pitch
+        from ganspace.engine.model import default_pitch
 
         args.pitch = default_pitch(model.pitches)
     with _bar(not args.no_progress, "hallucinate") as bar:
@@ -384,7 +384,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
     import soundfile as sf
     import torch
 
-    from ganspace import audio
+    from ganspace.engine import audio
 
     if len(args.components) != 2 or min(args.components) < 0:
         raise InputError(f"--components takes two direction indices like 0,1, got "
@@ -402,7 +402,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
     model = _load_model(args.model, args.device)
     directions.check_compatible(model)
     if args.pitch is None:
-        from ganspace.model import default_pitch
+        from ganspace.engine.model import default_pitch
 
         args.pitch = default_pitch(model.pitches)
     values = grid_values(args.range[0], args.range[1], args.steps)
@@ -432,8 +432,8 @@ def cmd_grid(args: argparse.Namespace) -> int:
 def cmd_bench_pca(args: argparse.Namespace) -> int:
     import torch
 
-    from ganspace.bench import random_published_model
-    from ganspace.pca import bench_pca
+    from ganspace.engine.benchmark import random_published_model
+    from ganspace.space.pca import bench_pca
 
     if args.threads:
         torch.set_num_threads(args.threads)

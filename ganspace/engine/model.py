@@ -2,7 +2,7 @@
 
 Native format (a folder): ``model.json`` (format name and version, Magenta-style hparams, pitches,
 sample rate, audio length, num_blocks, progress, provenance) and ``generator.safetensors`` (the
-:class:`~ganspace.generator.Generator` state dict, kernels unscaled ``[cout, cin, kh, kw]``).
+:class:`~ganspace.engine.generator.Generator` state dict, kernels unscaled ``[cout, cin, kh, kw]``).
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from ganspace import audio
+from ganspace.engine import audio
+from ganspace.engine.generator import FastGenerator, Generator, GeneratorConfig
+from ganspace.engine.latent import check_latents
 from ganspace.errors import CheckpointError, InputError, ModelFormatError
-from ganspace.generator import FastGenerator, Generator, GeneratorConfig
-from ganspace.latent import check_latents
 
 FORMAT_NAME = "ganspacesynth-model"
 FORMAT_VERSION = 1
@@ -36,7 +36,7 @@ PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": t
 
 class DirectionsLike(Protocol):
     """What :meth:`GANSynthModel.generate` needs from a directions object (see
-    ``ganspace.directions.Directions``)."""
+    ``ganspace.space.directions.Directions``)."""
 
     layer: str
     components: np.ndarray  # [K, H, W, C]
@@ -411,7 +411,7 @@ def _load_native(path: Path, device: torch.device | str | None, precision: str) 
 
 
 def _load_magenta(path: Path, device: torch.device | str | None, precision: str) -> GANSynthModel:
-    from ganspace import magenta
+    from ganspace.formats import magenta
 
     ckpt = magenta.find_checkpoint(path)
     state = magenta.generator_state_dict(ckpt)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ganspace.errors import CheckpointError
-from ganspace.tfcheckpoint import BundleReader
+from ganspace.formats.tfcheckpoint import BundleReader
 
 log = logging.getLogger(__name__)
 

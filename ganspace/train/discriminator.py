@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ganspace.generator import EqConv2d, GeneratorConfig, he_scale
+from ganspace.engine.generator import EqConv2d, GeneratorConfig, he_scale
 
 
 class EqDense(nn.Module):

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from ganspace.directions import Directions
 from ganspace.errors import InputError, ModelFormatError
+from ganspace.space.directions import Directions
 
 MAX_PICKLE_BYTES = 2 * 2**30
 """Largest pickle accepted (a full-rank conv0 file is about 256 MiB in float32)."""

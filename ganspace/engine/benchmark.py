@@ -15,10 +15,10 @@ from pathlib import Path
 
 import torch
 
-from ganspace import audio
-from ganspace.generator import Generator, GeneratorConfig
-from ganspace.magenta import NSYNTH_PITCHES, published_hparams
-from ganspace.model import GANSynthModel, load_model
+from ganspace.engine import audio
+from ganspace.engine.generator import Generator, GeneratorConfig
+from ganspace.engine.model import GANSynthModel, load_model
+from ganspace.formats.magenta import NSYNTH_PITCHES, published_hparams
 
 
 def random_published_model(device: str | torch.device | None = None, precision: str = "float32",

@@ -1,13 +1,13 @@
 """GANSynth training in PyTorch: progressive growing, WGAN-GP, auxiliary pitch classifier, EMA.
 
 Reproduces the essentials of Magenta's ``gansynth_train`` (``lib/model.py``, ``train_util.py``,
-``networks.py``) on the engine's own :class:`~ganspace.generator.Generator`:
+``networks.py``) on the engine's own :class:`~ganspace.engine.generator.Generator`:
 
 - **Schedule by images seen.** Stage ``s`` (0 .. 2 * (num_resolutions - 1)) alternates stable and
   transition phases of ``stable_stage_num_images`` / ``transition_stage_num_images`` images;
-  stage ``s`` uses ``(s + 1) // 2 + 1`` blocks and ``progress =
-  ganspace.magenta.compute_progress(images_seen, hparams, num_blocks)``, exactly Magenta's value,
-  so an exported model's progress and the generator's alpha blend agree with ``global_step``.
+  stage ``s`` uses ``(s + 1) // 2 + 1`` blocks and ``progress = ganspace.formats.magenta.
+  compute_progress(images_seen, hparams, num_blocks)``, exactly Magenta's value, so an exported
+  model's progress and the generator's alpha blend agree with ``global_step``.
   Adam's state is reset when a stage starts (Magenta restores everything but the optimizer
   variables from the previous stage); the EMA carries over.
 - **Stage resolution.** Magenta feeds full-resolution images everywhere: real data blurred by
@@ -26,9 +26,9 @@ Reproduces the essentials of Magenta's ``gansynth_train`` (``lib/model.py``, ``t
 - Adam (``generator_learning_rate`` / ``discriminator_learning_rate``, betas ``(adam_beta1,
   adam_beta2)``), generator EMA with decay 0.999 (warmed up per block, :func:`ema_decay`); the
   exported model holds the EMA weights.
-- Features: ``ganspace.audio.audio_to_melspecgrams`` then ``normalize`` (Magenta's constants),
-  computed once per process for datasets that fit :data:`FEATURE_CACHE_BYTES` (float16), else
-  per batch.
+- Features: ``ganspace.engine.audio.audio_to_melspecgrams`` then ``normalize`` (Magenta's
+  constants), computed once per process for datasets that fit :data:`FEATURE_CACHE_BYTES`
+  (float16), else per batch.
 
 Output folder ``--out``: ``model.json`` + ``generator.safetensors`` (native model, EMA weights of
 the current stage, refreshed at every checkpoint), ``meta.json`` (the dataset's),
@@ -62,13 +62,13 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from ganspace import audio
-from ganspace.dataset import META_JSON, Dataset, load_dataset
-from ganspace.discriminator import Discriminator
+from ganspace.engine import audio
+from ganspace.engine.generator import Generator, GeneratorConfig
+from ganspace.engine.model import GANSynthModel
 from ganspace.errors import InputError
-from ganspace.generator import Generator, GeneratorConfig
-from ganspace.magenta import blocks_of_stage, compute_progress, published_hparams
-from ganspace.model import GANSynthModel
+from ganspace.formats.magenta import blocks_of_stage, compute_progress, published_hparams
+from ganspace.train.dataset import META_JSON, Dataset, load_dataset
+from ganspace.train.discriminator import Discriminator
 
 log = logging.getLogger(__name__)
 

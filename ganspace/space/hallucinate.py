@@ -32,10 +32,10 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ganspace.directions import Directions
+from ganspace.engine.latent import check_latents, slerp
+from ganspace.engine.model import GANSynthModel
 from ganspace.errors import Cancelled, InputError
-from ganspace.latent import check_latents, slerp
-from ganspace.model import GANSynthModel
+from ganspace.space.directions import Directions
 
 MAX_SOUNDS = 4096
 """Most sounds in one hallucination."""

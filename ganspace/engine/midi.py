@@ -22,8 +22,8 @@ from pathlib import Path
 import mido
 import numpy as np
 
+from ganspace.engine.latent import slerp
 from ganspace.errors import InputError
-from ganspace.latent import slerp
 
 MIN_PITCH, MAX_PITCH = 36, 84
 MAX_NOTE_LENGTH = 3.0  # s

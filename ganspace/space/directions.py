@@ -12,9 +12,10 @@ tensor          shape                  meaning
 ==============  =====================  ===========================================================
 
 and, in the safetensors header metadata, ``format`` (``ganspacesynth-directions``),
-``format_version`` (``1``) and ``directions``: a JSON object with ``layer``, ``fingerprint`` (the
-:attr:`~ganspace.model.GANSynthModel.fingerprint` of the generator, or null for imported legacy
-files) and ``meta`` (estimator, samples, seed, pitch, components, total_variance, ...).
+``format_version`` (``1``) and ``directions``: a JSON object with ``layer``, ``fingerprint``
+(the :attr:`~ganspace.engine.model.GANSynthModel.fingerprint` of the generator, or null for
+imported legacy files) and ``meta`` (estimator, samples, seed, pitch, components,
+total_variance, ...).
 
 Components are sorted by decreasing variance. Sign convention: each component's entry of largest
 absolute value is positive (the convention of scikit-learn >= 1.5's PCA), so a given model, layer,
@@ -48,8 +49,8 @@ class Directions:
     """Principal directions of one layer (see the module docstring for the meaning of each field).
 
     A plain class on purpose: hashed and compared by identity and weak-referenceable, because
-    :class:`~ganspace.model.GANSynthModel` caches device copies of the tensors per object. Treat
-    the arrays as read-only once the object has been used for generation.
+    :class:`~ganspace.engine.model.GANSynthModel` caches device copies of the tensors per object.
+    Treat the arrays as read-only once the object has been used for generation.
 
     Attributes:
         layer: generator layer name (``conv0``, ``conv1``, ``conv0_2``, ...).

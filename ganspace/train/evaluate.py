@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from ganspace.engine.model import GANSynthModel, load_model
 from ganspace.errors import InputError
-from ganspace.model import GANSynthModel, load_model
-from ganspace.synthdata import midi_to_hz
+from ganspace.train.synthdata import midi_to_hz
 
 #: A note whose absolute peak is below this is silent.
 SILENCE_PEAK = 1e-3
@@ -229,7 +229,7 @@ def evaluate(model: str | Path | GANSynthModel, count: int = 200, seed: int = 0,
         model: model folder or :class:`GANSynthModel`.
         count: number of random notes (>= 1).
         seed: seeds z and the pitch draw.
-        directions: optional directions file (``ganspace.directions`` format).
+        directions: optional directions file (``ganspace.space.directions`` format).
         components: how many of the first directions to measure (on ``min(count, 16)`` notes).
         device: for a folder: "cpu", "cuda" or None (CUDA when available).
     Returns:
@@ -259,7 +259,7 @@ def evaluate(model: str | Path | GANSynthModel, count: int = 200, seed: int = 0,
         "seconds": round(seconds, 2),
     }
     if directions is not None:
-        from ganspace.directions import load_directions
+        from ganspace.space.directions import load_directions
 
         d = load_directions(directions)
         n = min(count, 16)

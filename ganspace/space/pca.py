@@ -18,7 +18,7 @@ Estimators:
 - ``pca``: scikit-learn ``PCA`` (full SVD) on all N activations held in memory; single process only.
 
 Every estimator returns components sorted by decreasing variance, unit L2 norm, with the sign
-convention of :mod:`ganspace.directions` (largest-magnitude entry positive).
+convention of :mod:`ganspace.space.directions` (largest-magnitude entry positive).
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ import torch.distributed as dist
 from torch import Tensor
 from tqdm import tqdm
 
-from ganspace.directions import Directions
+from ganspace.engine.model import GANSynthModel, default_pitch
 from ganspace.errors import InputError
-from ganspace.model import GANSynthModel, default_pitch
+from ganspace.space.directions import Directions
 
 log = logging.getLogger(__name__)
 
@@ -443,7 +443,7 @@ def bench_pca(model: GANSynthModel, layer: str, samples: int, seed: int = 0, bat
     import tempfile
     from pathlib import Path
 
-    from ganspace.directions import load_directions, save_directions
+    from ganspace.space.directions import load_directions, save_directions
 
     shape = model.layer_shape(layer)
     dim = int(np.prod(shape))

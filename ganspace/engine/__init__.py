@@ -1,0 +1,2 @@
+"""The generation engine: the GANSynth generator, the model object, audio, latents, MIDI
+rendering and the generation benchmark."""
