@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
     args = ap.parse_args(argv)
 
-    from ganspace.engine.model import load_model
+    from ganspace.formats import load_model
     from ganspace_server.bench import tiny_model
     from ganspace_server.server import Server, ServerConfig
 

@@ -18,8 +18,9 @@ import numpy as np
 import torch
 
 from ganspace.engine.generator import Generator, GeneratorConfig
-from ganspace.engine.model import GANSynthModel, load_model
-from ganspace.formats.magenta import published_hparams
+from ganspace.engine.hparams import published_hparams
+from ganspace.engine.model import GANSynthModel
+from ganspace.formats import load_model
 from ganspace_server.client import Client
 from ganspace_server.server import Server, ServerConfig
 

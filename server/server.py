@@ -29,8 +29,9 @@ from typing import Any
 import numpy as np
 
 from ganspace.engine.latent import slerp
-from ganspace.engine.model import GANSynthModel, default_pitch, load_model
+from ganspace.engine.model import GANSynthModel, default_pitch
 from ganspace.errors import GanspaceError, InputError
+from ganspace.formats import load_model
 from ganspace.space.directions import Directions, load_directions
 from ganspace.space.hallucinate import (
     Envelope,

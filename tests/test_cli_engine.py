@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 
 from ganspace.cli import build_parser, main
-from ganspace.engine.model import load_model
+from ganspace.formats import load_model
 
 
 def verbs() -> list[str]:

@@ -12,10 +12,10 @@ from fractions import Fraction
 import numpy as np
 import pytest
 import torch
-from conftest import make_tiny_model
 from safetensors.numpy import save_file
 
 from ganspace.engine import audio
+from ganspace.engine.model import random_model
 from ganspace.errors import InputError, ModelFormatError
 from ganspace.formats.legacy_pickle import import_legacy_pickle, restricted_loads
 from ganspace.space.directions import FORMAT_NAME, Directions, load_directions, save_directions
@@ -159,7 +159,7 @@ def test_identity_semantics():
 # ---- compatibility -----------------------------------------------------------------------------
 def test_check_compatible(tiny_model, tiny_directions):
     tiny_directions.check_compatible(tiny_model)
-    other = make_tiny_model(seed=1)
+    other = random_model(seed=1)
     with pytest.raises(InputError, match="not this one"):
         tiny_directions.check_compatible(other)
     wrong = Directions("conv0", np.zeros((1, 2, 16, 4), np.float32), np.ones(1), np.ones(1),
@@ -172,7 +172,7 @@ def test_check_compatible(tiny_model, tiny_directions):
 
 
 def test_generate_refuses_directions_of_another_model(tiny_directions):
-    other = make_tiny_model(seed=1)
+    other = random_model(seed=1)
     with pytest.raises(InputError, match="not this one"):
         other.generate_specgram(other.random_z(1, 0), 32, tiny_directions, [1.0])
 
@@ -295,7 +295,7 @@ def test_legacy_pickle_wrong_model(tmp_path, tiny_directions):
     legacy["global_mean"] = legacy["global_mean"][..., :4].copy()
     path.write_bytes(pickle.dumps(legacy))
     with pytest.raises(InputError, match="another model"):
-        import_legacy_pickle(path, make_tiny_model())
+        import_legacy_pickle(path, random_model())
 
 
 def test_legacy_pickle_bad_content(tmp_path, tiny_directions):

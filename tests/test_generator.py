@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from ganspace.engine.generator import FastGenerator, Generator, GeneratorConfig, subpixel_kernels
+from ganspace.engine.hparams import published_hparams
 from ganspace.errors import InputError
 from ganspace.formats import magenta
 
@@ -59,7 +60,7 @@ def test_layer_activations_match_magenta(magenta_small, ref):
 
 
 def test_published_dims_parameter_count():
-    hp = magenta.published_hparams()
+    hp = published_hparams()
     cfg = GeneratorConfig.from_hparams(hp, 61, num_blocks=7, progress=6.0)
     with torch.device("meta"):
         gen = Generator(cfg)

@@ -6,9 +6,9 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import make_tiny_model
 
 from ganspace.engine.latent import slerp
+from ganspace.engine.model import random_model
 from ganspace.errors import Cancelled, InputError
 from ganspace.space.hallucinate import (
     MAX_SOUNDS,
@@ -30,7 +30,7 @@ SHORT = Envelope(0.0, 0.05, 0.05, 0.05)
 @pytest.fixture(scope="module")
 def model():
     """A private tiny model with batch size 2, so progress is reported between batches."""
-    m = make_tiny_model()
+    m = random_model()
     m.batch_size = 2
     return m
 
@@ -181,7 +181,7 @@ def test_hallucinate_z_with_directions(model, directions):
     with pytest.raises(InputError, match="hold only 16"):
         hallucinate_z(model, kp, 0, 32, SHORT, 0.0, directions, np.zeros(17))
     with pytest.raises(InputError, match="not this one"):
-        hallucinate_z(make_tiny_model(seed=3), kp, 0, 32, SHORT, 0.0, directions, [1.0])
+        hallucinate_z(random_model(seed=3), kp, 0, 32, SHORT, 0.0, directions, [1.0])
 
 
 def test_hallucinate_coefficients(model, directions):

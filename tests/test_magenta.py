@@ -11,10 +11,9 @@ import pytest
 import torch
 from test_tfcheckpoint import FIXTURE, PREFIX, write_bundle
 
+from ganspace.engine.hparams import MAGENTA_DEFAULTS, compute_progress
 from ganspace.errors import CheckpointError
 from ganspace.formats.magenta import (
-    MAGENTA_DEFAULTS,
-    compute_progress,
     find_checkpoint,
     generator_state_dict,
     load_hparams,

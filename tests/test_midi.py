@@ -9,8 +9,8 @@ import soundfile as sf
 
 from ganspace.cli import main
 from ganspace.engine.midi import combine_notes, load_midi, render_midi
-from ganspace.engine.model import load_model
 from ganspace.errors import InputError
+from ganspace.formats import load_model
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ import torch
 
 import ganspace
 from ganspace.engine.generator import Generator, GeneratorConfig
-from ganspace.engine.model import GANSynthModel, describe_pitches, load_model
+from ganspace.engine.model import GANSynthModel, describe_pitches
 from ganspace.errors import CheckpointError, InputError, ModelFormatError
-from ganspace.formats import magenta
+from ganspace.formats import load_model, magenta
 
 AUDIO_TOL = 1e-3  # relative to the reference's max abs
 

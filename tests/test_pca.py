@@ -10,10 +10,9 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import make_tiny_model
 from sklearn.decomposition import PCA
 
-from ganspace.engine.model import default_pitch
+from ganspace.engine.model import default_pitch, random_model
 from ganspace.errors import InputError
 from ganspace.space import pca
 from ganspace.space.directions import load_directions
@@ -154,7 +153,7 @@ def test_other_layers_and_pitch(tiny_model, cov_all):
 
 
 def test_default_pitch():
-    assert default_pitch(make_tiny_model().pitches) == 32
+    assert default_pitch(random_model().pitches) == 32
     assert default_pitch(list(range(60, 71))) == 65
 
 
@@ -191,7 +190,7 @@ def test_torchrun_two_gloo_ranks_equal_one_process(tiny_model_dir, tmp_path):
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     two = load_directions(out)
-    from ganspace.engine.model import load_model
+    from ganspace.formats import load_model
 
     one = compute_directions(load_model(tiny_model_dir, device="cpu"), "conv0", N, seed=0,
                              components=None, batch=64)

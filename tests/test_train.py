@@ -22,8 +22,8 @@ from safetensors.torch import load_file
 
 import ganspace
 from ganspace.engine.generator import Generator, GeneratorConfig
+from ganspace.engine.hparams import blocks_of_stage, compute_progress
 from ganspace.errors import InputError
-from ganspace.formats.magenta import blocks_of_stage, compute_progress
 from ganspace.train.dataset import Dataset, make_dataset
 from ganspace.train.discriminator import Discriminator
 from ganspace.train.synthdata import render_wavs

@@ -72,13 +72,14 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace):
-    from ganspace.engine.model import load_model
+    from ganspace.formats import load_model
 
     return load_model(args.model, device=args.device)
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from ganspace.engine.model import MODEL_JSON, load_model
+    from ganspace.formats import load_model
+    from ganspace.formats.native import MODEL_JSON
 
     if (args.out_dir / MODEL_JSON).exists() and not args.force:
         raise InputError(f"{args.out_dir} already holds a model; pass --force to replace it")
@@ -90,7 +91,8 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from ganspace.engine.model import describe_pitches, load_model
+    from ganspace.engine.model import describe_pitches
+    from ganspace.formats import load_model
 
     model = load_model(args.model, device="cpu")
     cfg = model.config
@@ -169,13 +171,9 @@ def cmd_render_midi(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     import torch
 
-    from ganspace.engine.benchmark import (
-        random_published_model,
-        run_bench,
-        time_load,
-        timings_as_dicts,
-    )
-    from ganspace.engine.model import load_model
+    from ganspace.engine.benchmark import run_bench, time_load, timings_as_dicts
+    from ganspace.engine.model import random_model
+    from ganspace.formats import load_model
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -191,7 +189,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise InputError("--load needs a MODEL folder")
     load_s = None
     if args.random:
-        model = random_published_model(args.device, args.precision)
+        model = random_model(args.random, device=args.device, precision=args.precision)
     else:
         model = load_model(args.model, device=args.device, precision=args.precision)
         if args.load:

@@ -67,7 +67,7 @@ def _out_path(args: argparse.Namespace) -> Path:
 
 def run(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run; user errors print ``error: ...`` and return 2."""
-    from ganspace.engine.model import load_model
+    from ganspace.formats import load_model
     from ganspace.space.directions import save_directions
     from ganspace.space.pca import compute_directions, torchrun_device, torchrun_group, world
 

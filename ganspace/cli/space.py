@@ -188,7 +188,7 @@ def parse_coefficient_steps(text: str) -> np.ndarray:
 
 
 def _load_model(path: Path, device: str | None) -> Any:
-    from ganspace.engine.model import load_model
+    from ganspace.formats import load_model
 
     return load_model(path, device=device)
 
@@ -432,7 +432,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
 def cmd_bench_pca(args: argparse.Namespace) -> int:
     import torch
 
-    from ganspace.engine.benchmark import random_published_model
+    from ganspace.engine.model import random_model
     from ganspace.space.pca import bench_pca
 
     if args.threads:
@@ -441,7 +441,7 @@ def cmd_bench_pca(args: argparse.Namespace) -> int:
         raise InputError("give a MODEL folder or --random published (one of them)")
     if args.samples < 2 or args.batch < 1:
         raise InputError("--samples must be >= 2 and --batch >= 1")
-    model = (random_published_model(args.device) if args.random
+    model = (random_model(args.random, device=args.device) if args.random
              else _load_model(args.model, args.device))
     out = bench_pca(model, args.layer, args.samples, batch=args.batch,
                     compare_ipca=args.compare_ipca, ipca_components=args.ipca_components)

@@ -16,20 +16,8 @@ from pathlib import Path
 import torch
 
 from ganspace.engine import audio
-from ganspace.engine.generator import Generator, GeneratorConfig
-from ganspace.engine.model import GANSynthModel, load_model
-from ganspace.formats.magenta import NSYNTH_PITCHES, published_hparams
-
-
-def random_published_model(device: str | torch.device | None = None, precision: str = "float32",
-                           seed: int = 0) -> GANSynthModel:
-    """A model with the published GANSynth dims (256 latent, 61 pitches, fmap 4096/256, 7 blocks,
-    progress 6) and random weights: for benchmarks only, it makes noise."""
-    hp = published_hparams()
-    torch.manual_seed(seed)
-    cfg = GeneratorConfig.from_hparams(hp, len(NSYNTH_PITCHES), num_blocks=7, progress=6.0)
-    return GANSynthModel(Generator(cfg), hp, NSYNTH_PITCHES, {"source": "random published"},
-                         device, precision)
+from ganspace.engine.model import GANSynthModel
+from ganspace.formats import load_model
 
 
 @dataclass

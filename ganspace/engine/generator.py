@@ -19,7 +19,8 @@ from __future__ import annotations
 import abc
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -81,10 +82,6 @@ class GeneratorConfig:
             kernel_size=int(hparams.get("kernel_size", 3)),
             progress=float(progress),
         )
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-dict form (JSON-serialisable)."""
-        return asdict(self)
 
     def channels(self, block: int) -> int:
         """Channels of block k (1-based): ``min(fmap_base / 2**(k*decay), fmap_max)``."""
@@ -317,6 +314,32 @@ class Generator(_GeneratorBase):
     def num_parameters(self) -> int:
         """Number of trainable scalars."""
         return sum(p.numel() for p in self.parameters())
+
+    @classmethod
+    def from_state_dict(
+        cls, cfg: GeneratorConfig, state: dict[str, Tensor], source: str | Path
+    ) -> Generator:
+        """A generator of architecture ``cfg`` holding ``state`` (as float32, without a random
+        initialisation first); ModelFormatError naming ``source`` when the names or shapes do
+        not fit the architecture."""
+        with torch.device("meta"):
+            gen = cls(cfg)
+        expected = gen.state_dict()
+        missing = sorted(set(expected) - set(state))
+        extra = sorted(set(state) - set(expected))
+        if missing or extra:
+            raise ModelFormatError(
+                f"{source}: weights do not fit the architecture (missing: {missing[:4]}, "
+                f"unexpected: {extra[:4]})"
+            )
+        for k, v in expected.items():
+            if tuple(state[k].shape) != tuple(v.shape):
+                raise ModelFormatError(
+                    f"{source}: tensor {k} has shape {list(state[k].shape)}, expected "
+                    f"{list(v.shape)}"
+                )
+        gen.load_state_dict({k: v.float() for k, v in state.items()}, assign=True)
+        return gen
 
 
 def subpixel_kernels(w: Tensor) -> Tensor:

@@ -1,37 +1,37 @@
-"""The public model object: load a Magenta checkpoint or a native model, generate audio.
+"""The public model object: a generator with its pitches, hparams and audio pipeline; generate
+audio, spectrograms and layer activations, edited along GANSpace directions.
 
-Native format (a folder): ``model.json`` (format name and version, Magenta-style hparams, pitches,
-sample rate, audio length, num_blocks, progress, provenance) and ``generator.safetensors`` (the
-:class:`~ganspace.engine.generator.Generator` state dict, kernels unscaled ``[cout, cin, kh, kw]``).
+Models are read by :func:`ganspace.formats.load_model`; :func:`random_model` makes one with
+random weights for tests and benchmarks.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import torch
 from numpy.typing import ArrayLike
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from ganspace.engine import audio
 from ganspace.engine.generator import FastGenerator, Generator, GeneratorConfig
+from ganspace.engine.hparams import NSYNTH_PITCHES, published_hparams
 from ganspace.engine.latent import check_latents
-from ganspace.errors import CheckpointError, InputError, ModelFormatError
+from ganspace.errors import InputError, ModelFormatError
 
-FORMAT_NAME = "ganspacesynth-model"
-FORMAT_VERSION = 1
-MODEL_JSON = "model.json"
-WEIGHTS_FILE = "generator.safetensors"
 DEFAULT_PITCH = 32
 PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+"""Generator precisions a model offers (the reduced ones on CUDA only)."""
+#: Architectures of :func:`random_model`: overrides of the published hparams.
+RANDOM_SIZES: dict[str, dict[str, Any]] = {
+    "published": {},  # Magenta's mel_prog_hires: 256 latent, 7.3 M generator parameters
+    "tiny": {"latent_vector_size": 8, "fmap_base": 1024, "fmap_max": 8},  # 8 channels per block
+}
 
 
 class DirectionsLike(Protocol):
@@ -278,7 +278,7 @@ class GANSynthModel:
             edit = None
             if directions is not None:
                 off = offsets if offsets.shape[0] == 1 else offsets[s:e]
-                edit = (directions.layer, _make_edit(off, base, shape))
+                edit = (directions.layer, offset_edit(off, shape, base))
             with autocast:
                 tanh = self.fast_generator(None if zt is None else zt[s:e], labels[s:e], edit=edit)
             yield audio.denormalize(tanh.float().permute(0, 2, 3, 1), self.hparams)
@@ -325,33 +325,20 @@ class GANSynthModel:
             return np.zeros((0, self.audio_length), dtype=np.float32)
         return torch.cat(outs).numpy().astype(np.float32, copy=False)
 
-    # ---- native format -----------------------------------------------------------------------
     def save(self, out_dir: str | Path) -> Path:
-        """Write the native format into ``out_dir`` (created; existing files replaced)."""
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        cfg = self.config
-        meta = {
-            "format": FORMAT_NAME,
-            "format_version": FORMAT_VERSION,
-            "hparams": self.hparams,
-            "pitches": self.pitches,
-            "sample_rate": self.sample_rate,
-            "audio_length": self.audio_length,
-            "num_blocks": cfg.num_blocks,
-            "progress": cfg.progress,
-            "provenance": self.provenance,
-        }
-        state = {k: v.detach().to("cpu").contiguous() for k, v in
-                 self.generator.state_dict().items()}
-        save_file(state, str(out / WEIGHTS_FILE), metadata={"format": FORMAT_NAME})
-        (out / MODEL_JSON).write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
-        return out
+        """Write the native format into ``out_dir`` (created; existing files replaced); see
+        :mod:`ganspace.formats.native`."""
+        from ganspace.formats import native  # the format builds on the engine, not the reverse
+
+        return native.save(self, out_dir)
 
 
-def _make_edit(offset: Tensor, base: Tensor | None, shape: tuple[int, int, int]):
-    """Layer edit adding ``offset`` [n|1, H*W*C] (NHWC order) to the activation, or replacing the
-    activation by ``base + offset`` when ``base`` [H*W*C] is given (noz mode)."""
+def offset_edit(offset: Tensor, shape: tuple[int, int, int],
+                base: Tensor | None = None) -> Callable[[Tensor], Tensor]:
+    """Layer edit (the ``fn`` of a :data:`~ganspace.engine.generator.LayerEdit`) adding
+    ``offset`` [n|1, H*W*C] (NHWC order) to the activation [n, C, H, W] of a layer of shape
+    ``(H, W, C)``, or replacing the activation by ``base + offset`` when ``base`` [H*W*C] is
+    given (noz mode)."""
     h, w, c = shape
 
     def edit(act: Tensor) -> Tensor:
@@ -363,93 +350,31 @@ def _make_edit(offset: Tensor, base: Tensor | None, shape: tuple[int, int, int])
     return edit
 
 
-def _build_generator(
-    cfg: GeneratorConfig, state: dict[str, Tensor], source: str | Path
-) -> Generator:
-    with torch.device("meta"):
-        gen = Generator(cfg)
-    expected = gen.state_dict()
-    missing = sorted(set(expected) - set(state))
-    extra = sorted(set(state) - set(expected))
-    if missing or extra:
-        raise ModelFormatError(
-            f"{source}: weights do not fit the architecture (missing: {missing[:4]}, "
-            f"unexpected: {extra[:4]})"
-        )
-    for k, v in expected.items():
-        if tuple(state[k].shape) != tuple(v.shape):
-            raise ModelFormatError(
-                f"{source}: tensor {k} has shape {list(state[k].shape)}, expected {list(v.shape)}"
-            )
-    gen.load_state_dict({k: v.float() for k, v in state.items()}, assign=True)
-    return gen
-
-
-def _load_native(path: Path, device: torch.device | str | None, precision: str) -> GANSynthModel:
-    try:
-        meta = json.loads((path / MODEL_JSON).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelFormatError(f"{path / MODEL_JSON}: unreadable ({exc})") from None
-    if meta.get("format") != FORMAT_NAME:
-        raise ModelFormatError(f"{path / MODEL_JSON}: not a {FORMAT_NAME} file")
-    version = meta.get("format_version")
-    if version != FORMAT_VERSION:
-        raise ModelFormatError(
-            f"{path / MODEL_JSON}: format version {version} is not supported by this ganspacesynth "
-            f"(it reads version {FORMAT_VERSION}); upgrade ganspacesynth or re-import the model"
-        )
-    try:
-        state = load_file(str(path / WEIGHTS_FILE))
-    except (OSError, SafetensorError) as exc:
-        raise ModelFormatError(f"{path / WEIGHTS_FILE}: unreadable ({exc})") from None
-    cfg = GeneratorConfig.from_hparams(
-        meta["hparams"], len(meta["pitches"]), int(meta["num_blocks"]), float(meta["progress"])
-    )
-    gen = _build_generator(cfg, state, path)
-    return GANSynthModel(gen, meta["hparams"], meta["pitches"], meta.get("provenance"), device,
-                         precision)
-
-
-def _load_magenta(path: Path, device: torch.device | str | None, precision: str) -> GANSynthModel:
-    from ganspace.formats import magenta
-
-    ckpt = magenta.find_checkpoint(path)
-    state = magenta.generator_state_dict(ckpt)
-    cfg = GeneratorConfig.from_hparams(ckpt.hparams, len(ckpt.pitches), ckpt.num_blocks,
-                                       ckpt.progress)
-    gen = _build_generator(cfg, state, ckpt.prefix)
-    provenance = {
-        "source": str(path.resolve()),
-        "source_format": "magenta",
-        "checkpoint": ckpt.prefix.name,
-        "stage": ckpt.stage_id,
-        "global_step": ckpt.global_step,
-        "progress": ckpt.progress,
-    }
-    return GANSynthModel(gen, ckpt.hparams, ckpt.pitches, provenance, device, precision)
-
-
-def load_model(
-    path: str | Path, device: torch.device | str | None = None, precision: str = "float32"
-) -> GANSynthModel:
-    """Load a Magenta GANSynth checkpoint folder or a native model folder.
+def random_model(size: str = "tiny", pitches: Sequence[int] | None = None,
+                 latent_size: int | None = None, seed: int = 0, progress: float = 6.0,
+                 device: torch.device | str | None = "cpu",
+                 precision: str = "float32") -> GANSynthModel:
+    """A model with random weights (it makes noise, not music), for tests and benchmarks.
 
     Args:
-        path: folder with ``model.json`` (native) or ``experiment.json`` + ``stage_*`` (Magenta).
-        device: "cpu", "cuda", a torch.device, or None for CUDA when available.
-        precision: "float32" (default); on CUDA also "bfloat16" or "float16" for the generator
-            (the audio stage always runs in float32).
-    Raises:
-        CheckpointError / ModelFormatError naming the missing or broken file.
+        size: a key of :data:`RANDOM_SIZES`: ``tiny`` (8 channels per block, latent 8: fast on a
+            CPU) or ``published`` (Magenta's published dims).
+        pitches: MIDI pitches; default the NSynth range 24..84.
+        latent_size: width of z; default the size's.
+        seed: ``torch.manual_seed`` before the weights are drawn (same seed, same weights).
+        progress: blend position (0 .. 6; 7 blocks).
+        device, precision: as :class:`GANSynthModel`.
+    Returns:
+        A :class:`GANSynthModel` with provenance ``{"source": "random <size>"}``.
     """
-    p = Path(path)
-    if not p.is_dir():
-        raise CheckpointError(f"{p}: no such model folder")
-    if (p / MODEL_JSON).is_file():
-        return _load_native(p, device, precision)
-    if (p / "experiment.json").is_file() or any(p.glob("stage_*")):
-        return _load_magenta(p, device, precision)
-    raise CheckpointError(
-        f"{p}: not a model folder (expected {MODEL_JSON} for a native model, or experiment.json "
-        "and stage_* folders for a Magenta checkpoint)"
-    )
+    if size not in RANDOM_SIZES:
+        raise InputError(f"unknown random model size {size!r}; choose from "
+                         f"{', '.join(RANDOM_SIZES)}")
+    ps = list(NSYNTH_PITCHES) if pitches is None else list(pitches)
+    hp = {**published_hparams(), **RANDOM_SIZES[size]}
+    if latent_size is not None:
+        hp["latent_vector_size"] = latent_size
+    torch.manual_seed(seed)
+    cfg = GeneratorConfig.from_hparams(hp, len(ps), num_blocks=7, progress=progress)
+    return GANSynthModel(Generator(cfg), hp, ps, {"source": f"random {size}"}, device, precision)
+

@@ -21,8 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from ganspace.engine.model import GANSynthModel, load_model
+from ganspace.engine.model import GANSynthModel
 from ganspace.errors import InputError
+from ganspace.formats import load_model
 from ganspace.train.synthdata import midi_to_hz
 
 #: A note whose absolute peak is below this is silent.

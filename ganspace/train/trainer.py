@@ -5,7 +5,7 @@ Reproduces the essentials of Magenta's ``gansynth_train`` (``lib/model.py``, ``t
 
 - **Schedule by images seen.** Stage ``s`` (0 .. 2 * (num_resolutions - 1)) alternates stable and
   transition phases of ``stable_stage_num_images`` / ``transition_stage_num_images`` images;
-  stage ``s`` uses ``(s + 1) // 2 + 1`` blocks and ``progress = ganspace.formats.magenta.
+  stage ``s`` uses ``(s + 1) // 2 + 1`` blocks and ``progress = ganspace.engine.hparams.
   compute_progress(images_seen, hparams, num_blocks)``, exactly Magenta's value, so an exported
   model's progress and the generator's alpha blend agree with ``global_step``.
   Adam's state is reset when a stage starts (Magenta restores everything but the optimizer
@@ -64,9 +64,9 @@ from torch import Tensor, nn
 
 from ganspace.engine import audio
 from ganspace.engine.generator import Generator, GeneratorConfig
+from ganspace.engine.hparams import blocks_of_stage, compute_progress, published_hparams
 from ganspace.engine.model import GANSynthModel
 from ganspace.errors import InputError
-from ganspace.formats.magenta import blocks_of_stage, compute_progress, published_hparams
 from ganspace.train.dataset import META_JSON, Dataset, load_dataset
 from ganspace.train.discriminator import Discriminator
 
