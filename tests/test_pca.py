@@ -173,7 +173,7 @@ def test_bad_requests(tiny_model):
 
 
 def test_only_cov_runs_distributed(tiny_model, monkeypatch):
-    monkeypatch.setattr(pca, "world", lambda: (0, 2))
+    monkeypatch.setattr(pca, "rank_and_size", lambda: (0, 2))
     with pytest.raises(InputError, match="use cov under torchrun"):
         compute_directions(tiny_model, "conv0", N, estimator="ipca")
 

@@ -67,9 +67,10 @@ def _out_path(args: argparse.Namespace) -> Path:
 
 def run(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run; user errors print ``error: ...`` and return 2."""
+    from ganspace.distrib import process_device, process_group, rank_and_size
     from ganspace.formats import load_model
     from ganspace.space.directions import save_directions
-    from ganspace.space.pca import compute_directions, torchrun_device, torchrun_group, world
+    from ganspace.space.pca import compute_directions
 
     args = build_parser().parse_args(argv)
     try:
@@ -84,7 +85,6 @@ def run(argv: Sequence[str] | None = None) -> int:
             components = int(args.components)
         else:
             raise InputError(f"--components takes an integer or 'all', got {args.components!r}")
-        device = torchrun_device(args.device)
         if args.list_layers:
             model = load_model(args.ckpt_dir, device="cpu")
             for name in model.layer_names():
@@ -92,13 +92,14 @@ def run(argv: Sequence[str] | None = None) -> int:
                 print(f"{name}: {h}x{w}x{c} ({h * w * c} values)")
             return 0
         out = _out_path(args)
-        with torchrun_group(device):
+        device = process_device(args.device)
+        with process_group(device):
             model = load_model(args.ckpt_dir, device=device)
             d = compute_directions(model, args.layer, args.random_z_count, seed=args.seed,
                                    pitch=args.pitch, estimator=args.estimator,
                                    components=components, batch=args.pca_batch_size,
                                    progress=True)
-            if world()[0] == 0:
+            if rank_and_size()[0] == 0:
                 save_directions(d, out)
                 print(f"wrote {out}: {d.layer}, K={d.count}, N={args.random_z_count}, "
                       f"estimator {args.estimator}")

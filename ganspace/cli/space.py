@@ -214,16 +214,17 @@ def cmd_layers(args: argparse.Namespace) -> int:
 
 
 def cmd_pca(args: argparse.Namespace) -> int:
+    from ganspace.distrib import process_device, process_group, rank_and_size
     from ganspace.space.directions import save_directions
-    from ganspace.space.pca import compute_directions, torchrun_device, torchrun_group, world
+    from ganspace.space.pca import compute_directions
 
-    device = torchrun_device(args.device)
-    with torchrun_group(device):
+    device = process_device(args.device)
+    with process_group(device):
         model = _load_model(args.model, str(device))
         d = compute_directions(model, args.layer, args.samples, seed=args.seed, pitch=args.pitch,
                                estimator=args.estimator, components=args.components,
                                batch=args.batch, progress=not args.no_progress)
-        if world()[0] == 0:
+        if rank_and_size()[0] == 0:
             save_directions(d, args.out, args.dtype)
             _summary(args.out, d)
     return 0

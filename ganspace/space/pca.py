@@ -24,19 +24,17 @@ convention of :mod:`ganspace.space.directions` (largest-magnitude entry positive
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch import Tensor
 from tqdm import tqdm
 
+from ganspace.distrib import all_reduce_sum, rank_and_size
 from ganspace.engine.model import GANSynthModel, default_pitch
 from ganspace.errors import InputError
 from ganspace.space.directions import Directions
@@ -118,38 +116,6 @@ def rank_slice(samples: int, rank: int, world: int) -> tuple[int, int]:
     return samples * rank // world, samples * (rank + 1) // world
 
 
-def world() -> tuple[int, int]:
-    """(rank, world size) of the initialised ``torch.distributed`` group, else (0, 1)."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-@contextmanager
-def torchrun_group(device: torch.device) -> Iterator[None]:
-    """Initialise ``torch.distributed`` from the ``torchrun`` environment (``WORLD_SIZE`` > 1)
-    when nobody did yet — NCCL for CUDA devices, gloo otherwise — and tear it down on exit."""
-    started = False
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        started = True
-    try:
-        yield
-    finally:
-        if started:
-            dist.destroy_process_group()
-
-
-def torchrun_device(device: str | None) -> torch.device:
-    """The device of this process: ``cuda:LOCAL_RANK`` for CUDA under ``torchrun``."""
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
-    if dev.type == "cuda" and dev.index is None and "LOCAL_RANK" in os.environ:
-        dev = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
-    return dev
-
-
 # ---- estimators --------------------------------------------------------------------------------
 def sign_normalise(components: np.ndarray) -> np.ndarray:
     """Flip each row of [K, D] so that its entry of largest magnitude is positive (in place)."""
@@ -191,12 +157,11 @@ class CovarianceAccumulator:
 
     def all_reduce(self) -> None:
         """Sum the statistics over all ranks (no-op without ``torch.distributed``)."""
-        if world()[1] == 1:
+        if rank_and_size()[1] == 1:
             return
         assert self.outer is not None, "accumulator already decomposed"
         n = torch.tensor([self.n], dtype=torch.float64, device=self.sum.device)
-        for t in (n, self.sum, self.outer):
-            dist.all_reduce(t)
+        all_reduce_sum(n, self.sum, self.outer)
         self.n = int(n.item())
 
     def decompose(self, k: int) -> PCAStats:
@@ -373,7 +338,7 @@ def compute_directions(
     pitch = default_pitch(model.pitches) if pitch is None else pitch
     model.label_for(pitch)
     k = resolve_components(components, samples, dim)
-    rank, size = world()
+    rank, size = rank_and_size()
     if size > 1 and estimator != "cov":
         raise InputError(f"estimator {estimator} runs in one process; use cov under torchrun")
     start, stop = rank_slice(samples, rank, size)

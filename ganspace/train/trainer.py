@@ -47,7 +47,6 @@ import copy
 import json
 import logging
 import math
-import os
 import shutil
 import signal
 import time
@@ -57,11 +56,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from ganspace import distrib
 from ganspace.engine import audio
 from ganspace.engine.generator import Generator, GeneratorConfig
 from ganspace.engine.hparams import blocks_of_stage, compute_progress, published_hparams
@@ -216,46 +215,6 @@ class TrainOptions:
     progress_bar: bool = True
 
 
-@dataclass
-class _Dist:
-    rank: int
-    world: int
-    device: torch.device
-
-
-def _init_distributed(device: str | None) -> _Dist:
-    """Join the torchrun process group when WORLD_SIZE > 1 (gloo on CPU, nccl on CUDA)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    want_cuda = torch.cuda.is_available() if device is None else device.startswith("cuda")
-    if want_cuda and not torch.cuda.is_available():
-        raise InputError("--device cuda asked for, but CUDA is not available")
-    if want_cuda:
-        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(dev)
-    else:
-        dev = torch.device("cpu")
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
-    return _Dist(rank, world, dev)
-
-
-def _allreduce_grads(module: nn.Module, world: int) -> None:
-    """Average gradients over processes (missing grads count as zero)."""
-    if world == 1:
-        return
-    params = list(module.parameters())
-    flat = torch.cat([p.grad.reshape(-1) if p.grad is not None else torch.zeros_like(p).reshape(-1)
-                      for p in params])
-    dist.all_reduce(flat)
-    flat /= world
-    offset = 0
-    for p in params:
-        n = p.numel()
-        p.grad = flat[offset : offset + n].view_as(p).clone()
-        offset += n
-
-
 def _make_adam(module: nn.Module, lr: float, hparams: dict[str, Any]) -> torch.optim.Adam:
     betas = (float(hparams["adam_beta1"]), float(hparams["adam_beta2"]))
     return torch.optim.Adam(module.parameters(), lr=lr, betas=betas, eps=1e-8)
@@ -285,11 +244,12 @@ class Trainer:
     """One training process (see module docstring). Build with :meth:`create`, then :meth:`run`."""
 
     def __init__(self, opts: TrainOptions, hparams: dict[str, Any], data: Dataset,
-                 dist_info: _Dist) -> None:
+                 device: torch.device) -> None:
         self.opts = opts
         self.hparams = hparams
         self.data = data
-        self.rank, self.world, self.device = dist_info.rank, dist_info.world, dist_info.device
+        self.device = device
+        self.rank, self.world = distrib.rank_and_size()
         self.pitches = data.pitch_set
         self.cfg = GeneratorConfig.from_hparams(
             hparams, len(self.pitches), int(hparams["num_resolutions"]), 0.0)
@@ -322,7 +282,9 @@ class Trainer:
         """Set up (or resume) a run: process group, dataset, networks, checkpoint."""
         if opts.threads:
             torch.set_num_threads(opts.threads)
-        dist_info = _init_distributed(opts.device)
+        device = distrib.process_device(opts.device)
+        distrib.join_process_group(device)
+        world = distrib.rank_and_size()[1]
         data = load_dataset(opts.dataset)
         ckpt = opts.out / "train" / "checkpoint"
         if opts.resume:
@@ -342,10 +304,10 @@ class Trainer:
         if opts.images is not None:
             hparams["total_num_images"] = int(opts.images)
         for stage in range(2 * int(hparams["num_resolutions"]) - 1):
-            if batch_size_of(stage, hparams) % dist_info.world:
+            if batch_size_of(stage, hparams) % world:
                 raise InputError(f"batch size {batch_size_of(stage, hparams)} does not split over "
-                                 f"{dist_info.world} processes")
-        trainer = cls(opts, hparams, data, dist_info)
+                                 f"{world} processes")
+        trainer = cls(opts, hparams, data, device)
         if opts.resume:
             trainer.load_checkpoint(ckpt)
         return trainer
@@ -396,7 +358,7 @@ class Trainer:
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         self.disc.requires_grad_(True)
-        _allreduce_grads(self.gen, self.world)
+        distrib.average_gradients(self.gen)
         self.opt_g.step()
         top = top_block(progress, self.cfg.num_resolutions)
         for k in range(top):
@@ -432,16 +394,14 @@ class Trainer:
                   + float(hp["real_score_penalty_weight"]) * drift + ac_d * d_ac)
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
-        _allreduce_grads(self.disc, self.world)
+        distrib.average_gradients(self.disc)
         self.opt_d.step()
 
         self.images += batch * self.world
         self.steps += 1
         values = torch.stack([g_loss, d_loss, wass, gp, drift, g_ac, d_ac,
                               d_real.mean(), d_fake.mean()]).detach().float()
-        if self.world > 1:
-            dist.all_reduce(values)
-            values /= self.world
+        distrib.all_reduce_mean(values)
         names = ("g_loss", "d_loss", "wasserstein", "gradient_penalty", "drift", "g_ac", "d_ac",
                  "d_real", "d_fake")
         return {"progress": progress, **dict(zip(names, values.tolist(), strict=True))}
@@ -572,7 +532,7 @@ class Trainer:
                 losses = self.step()
                 dt = time.monotonic() - t0
                 self.train_seconds += dt
-                stopping = self._agree(stop["flag"])
+                stopping = distrib.any_rank(stop["flag"], self.device)
                 if bar is not None:
                     bar.update(self.images - before)
                     bar.set_postfix(stage=stage_of(before, self.hparams),
@@ -602,14 +562,6 @@ class Trainer:
                 logf.close()
         return opts.out
 
-    def _agree(self, flag: bool) -> bool:
-        """True on every process when any process was asked to stop."""
-        if self.world == 1:
-            return flag
-        t = torch.tensor([1.0 if flag else 0.0], device=self.device)
-        dist.all_reduce(t)
-        return bool(t.item() > 0)
-
 
 def train(opts: TrainOptions) -> Path:
     """Run ``ganspacesynth train``: create (or resume) a run and train it to the end."""
@@ -617,6 +569,4 @@ def train(opts: TrainOptions) -> Path:
     try:
         return trainer.run()
     finally:
-        if dist.is_initialized():
-            dist.barrier()
-            dist.destroy_process_group()
+        distrib.leave_process_group()
