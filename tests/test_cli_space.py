@@ -13,9 +13,10 @@ from PIL import Image
 
 from ganspace.cli import main
 from ganspace.cli.legacy import run as legacy_run
-from ganspace.cli.space import grid_coefficients, grid_size, parse_coefficient_steps
+from ganspace.cli.space import parse_coefficient_steps
 from ganspace.errors import InputError
 from ganspace.space.directions import load_directions
+from ganspace.space.grid import grid_coefficients, grid_size
 
 VERBS = ["layers", "pca", "import-pca", "hallucinate", "grid", "bench-pca"]
 ENV = ["--attack", "0.05", "--sustain", "0.05", "--release", "0.05"]

@@ -16,18 +16,17 @@ from ganspace.engine.model import default_pitch, random_model
 from ganspace.errors import InputError
 from ganspace.space import pca
 from ganspace.space.directions import load_directions
-from ganspace.space.pca import (
-    CovarianceAccumulator,
-    compute_directions,
-    ipca_chunks,
-    iter_latents,
-    latents,
-    rank_slice,
-    sign_normalise,
-)
+from ganspace.space.estimators import CovarianceAccumulator, ipca_chunks, sign_normalise
+from ganspace.space.pca import compute_directions, iter_latents, rank_slice
 
 N = 300
 TOP = 20  # leading components, well separated at this N
+
+
+def latents(seed: int, start: int, stop: int, latent_size: int) -> np.ndarray:
+    """All latents of samples ``start .. stop-1`` in one batch: float32 [stop - start, Z]."""
+    parts = list(iter_latents(seed, start, stop, max(stop - start, 1), latent_size))
+    return np.concatenate(parts) if parts else np.zeros((0, latent_size), np.float32)
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ganspace.errors import GanspaceError, InputError
+from ganspace.space.estimators import DEFAULT_ESTIMATOR, ESTIMATORS, names_text
 
 REFUSED_ESTIMATORS = {
     "fbpca": "fbpca (randomised PCA) is not offered; cov is exact and faster",
@@ -38,8 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer", default="conv0", help="layer name (default conv0)")
     p.add_argument("--random_z_count", type=int, default=8192,
                    help="number of random latents N (default 8192, the course default)")
-    p.add_argument("--estimator", default="cov",
-                   help="cov (default), ipca or pca; fbpca, ica and spca are refused")
+    p.add_argument("--estimator", default=DEFAULT_ESTIMATOR,
+                   help=names_text(f"{n} (default)" if n == DEFAULT_ESTIMATOR else n
+                                   for n in ESTIMATORS) + "; fbpca, ica and spca are refused")
     p.add_argument("--pca_out_file", type=Path,
                    help="output file (default <ckpt>_<layer>_<estimator>_<N>.safetensors)")
     p.add_argument("--seed", type=int, default=0, help="seed of the latents (default 0)")
@@ -76,9 +78,9 @@ def run(argv: Sequence[str] | None = None) -> int:
     try:
         if args.estimator in REFUSED_ESTIMATORS:
             raise InputError(f"--estimator {args.estimator}: {REFUSED_ESTIMATORS[args.estimator]}"
-                             "; use --estimator cov, ipca or pca")
-        if args.estimator not in ("cov", "ipca", "pca"):
-            raise InputError(f"unknown --estimator {args.estimator!r}; use cov, ipca or pca")
+                             f"; use --estimator {names_text()}")
+        if args.estimator not in ESTIMATORS:
+            raise InputError(f"unknown --estimator {args.estimator!r}; use {names_text()}")
         if args.components == "all":
             components = None
         elif args.components.isdigit():

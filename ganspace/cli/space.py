@@ -10,12 +10,9 @@ from typing import Any
 import numpy as np
 
 from ganspace.errors import InputError
+from ganspace.space.estimators import DEFAULT_ESTIMATOR, ESTIMATORS, estimator_help
 
 SUBTYPES = ("PCM_16", "PCM_24", "FLOAT")
-MAX_GRID_STEPS = 16
-# magma-like colour map anchors (value 0 .. 1 -> RGB)
-_CMAP = np.array([[0, 0, 4], [59, 15, 112], [140, 41, 129], [222, 73, 104], [254, 159, 109],
-                  [252, 253, 191]], dtype=np.float64)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,9 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--samples", type=int, required=True, help="number of random latents N")
     p.add_argument("--seed", type=int, default=0, help="seed of the latents (default 0)")
     p.add_argument("--pitch", type=int, help="MIDI pitch (default 32, or the model's middle one)")
-    p.add_argument("--estimator", default="cov", choices=["cov", "ipca", "pca"],
-                   help="cov: streamed float64 covariance + eigh (default, fastest, any N); "
-                   "ipca: scikit-learn IncrementalPCA; pca: scikit-learn PCA in memory")
+    p.add_argument("--estimator", default=DEFAULT_ESTIMATOR, choices=list(ESTIMATORS),
+                   help=estimator_help())
     p.add_argument("--components", default="512", type=_components,
                    help="components K to keep, or 'all' (default 512)")
     p.add_argument("--batch", type=int, default=256, help="latents per forward pass (256)")
@@ -303,89 +299,17 @@ def cmd_hallucinate(args: argparse.Namespace) -> int:
     return 0
 
 
-# ---- grid --------------------------------------------------------------------------------------
-def grid_values(lo: float, hi: float, steps: int) -> np.ndarray:
-    """The coefficient values along each axis: float64 [steps] from lo to hi."""
-    return np.linspace(lo, hi, steps)
-
-
-def grid_coefficients(a: int, b: int, values: np.ndarray) -> np.ndarray:
-    """Coefficients of every grid cell, row-major with the top row first: float32
-    [steps*steps, max(a, b) + 1]; column j sets direction a to ``values[j]``, row i sets
-    direction b to ``values[steps - 1 - i]`` (positive values at the top)."""
-    n = len(values)
-    c = np.zeros((n * n, max(a, b) + 1), dtype=np.float32)
-    for i in range(n):
-        for j in range(n):
-            c[i * n + j, a] = values[j]
-            c[i * n + j, b] = values[n - 1 - i]
-    return c
-
-
-def _colormap(x: np.ndarray) -> np.ndarray:
-    """[..] values in 0..1 -> uint8 [.., 3] RGB."""
-    pos = np.linspace(0.0, 1.0, len(_CMAP))
-    rgb = [np.interp(x, pos, _CMAP[:, ch]) for ch in range(3)]
-    return np.stack(rgb, axis=-1).round().astype(np.uint8)
-
-
-GRID_MARGINS = (72, 24, 12, 40)
-"""Left, top, right, bottom margins of the grid image in pixels (room for the labels)."""
-GRID_GAP = 4
-
-
-def grid_size(steps: int, thumb: int) -> tuple[int, int]:
-    """(width, height) in pixels of a grid image."""
-    left, top, right, bottom = GRID_MARGINS
-    side = steps * thumb + (steps - 1) * GRID_GAP
-    return left + side + right, top + side + bottom
-
-
-def grid_image(logmel: np.ndarray, values: np.ndarray, a: int, b: int, thumb: int,
-               title: str) -> Any:
-    """Compose log-mel thumbnails into one labelled PIL image.
-
-    Args:
-        logmel: [steps*steps, T, M] log mel power per cell (row-major, top row first), T time
-            frames, M mel bins. Shown with time to the right, low frequencies at the bottom, on a
-            colour scale shared by all cells (1st to 99.9th percentile).
-        values: [steps] coefficient values of each axis.
-        a, b: direction indices on the horizontal and vertical axes.
-        thumb: thumbnail side in pixels.
-        title: text above the grid.
-    Returns:
-        RGB ``PIL.Image`` of size :func:`grid_size`.
-    """
-    from PIL import Image, ImageDraw
-
-    n = len(values)
-    lo, hi = np.percentile(logmel, [1.0, 99.9])
-    scaled = np.clip((logmel - lo) / max(hi - lo, 1e-9), 0.0, 1.0)
-    img = Image.new("RGB", grid_size(n, thumb), (255, 255, 255))
-    draw = ImageDraw.Draw(img)
-    left, top, _, _ = GRID_MARGINS
-    for cell, spec in enumerate(scaled):
-        i, j = divmod(cell, n)
-        tile = Image.fromarray(_colormap(spec.T[::-1])).resize((thumb, thumb), Image.BOX)
-        img.paste(tile, (left + j * (thumb + GRID_GAP), top + i * (thumb + GRID_GAP)))
-    side = n * thumb + (n - 1) * GRID_GAP
-    for k, v in enumerate(values):
-        x = left + k * (thumb + GRID_GAP) + thumb // 2
-        draw.text((x, top + side + 4), f"{v:+.2g}", fill=(0, 0, 0), anchor="ma")
-        y = top + (n - 1 - k) * (thumb + GRID_GAP) + thumb // 2
-        draw.text((left - 6, y), f"{v:+.2g}", fill=(0, 0, 0), anchor="rm")
-    draw.text((left + side // 2, top + side + 22), f"direction {a} ->", fill=(0, 0, 0),
-              anchor="ma")
-    draw.text((4, top), f"direction {b}", fill=(0, 0, 0), anchor="la")
-    draw.text((left, 4), title, fill=(0, 0, 0), anchor="la")
-    return img
-
-
 def cmd_grid(args: argparse.Namespace) -> int:
     import soundfile as sf
     import torch
 
     from ganspace.engine import audio
+    from ganspace.space.grid import (
+        MAX_GRID_STEPS,
+        grid_coefficients,
+        grid_image,
+        grid_values,
+    )
 
     if len(args.components) != 2 or min(args.components) < 0:
         raise InputError(f"--components takes two direction indices like 0,1, got "
@@ -434,7 +358,7 @@ def cmd_bench_pca(args: argparse.Namespace) -> int:
     import torch
 
     from ganspace.engine.model import random_model
-    from ganspace.space.pca import bench_pca
+    from ganspace.space.pca_bench import bench_pca
 
     if args.threads:
         torch.set_num_threads(args.threads)

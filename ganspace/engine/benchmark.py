@@ -30,7 +30,8 @@ class StageTiming:
     notes_per_s: float
 
 
-def _sync(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA); no-op on the CPU. Call around timed code."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -46,10 +47,10 @@ def _time_interleaved(
     times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
         for i, fn in enumerate(fns):
-            _sync(device)
+            synchronize(device)
             t0 = time.perf_counter()
             fn()
-            _sync(device)
+            synchronize(device)
             times[i].append(time.perf_counter() - t0)
     return [statistics.median(t) for t in times]
 
@@ -60,7 +61,7 @@ def time_load(path: str | Path, device: str | None, repeats: int) -> float:
     for _ in range(max(1, repeats)):
         t0 = time.perf_counter()
         model = load_model(path, device=device)
-        _sync(model.device)
+        synchronize(model.device)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
