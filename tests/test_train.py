@@ -26,20 +26,17 @@ from ganspace.engine.hparams import blocks_of_stage, compute_progress
 from ganspace.errors import InputError
 from ganspace.train.dataset import Dataset, make_dataset
 from ganspace.train.discriminator import Discriminator
-from ganspace.train.synthdata import render_wavs
-from ganspace.train.trainer import (
-    Trainer,
-    TrainOptions,
+from ganspace.train.schedule import (
     batch_size_of,
+    blend_images,
     config_hparams,
     ema_decay,
-    features,
     generate_at_stage,
     progress_of,
     stage_of,
-    stage_real,
-    train,
 )
+from ganspace.train.synthdata import render_wavs
+from ganspace.train.trainer import Trainer, TrainOptions, features, train
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +101,7 @@ def test_stage_resolution_equals_magenta_full_resolution(progress: float) -> Non
     disc = Discriminator(cfg)
     x = torch.rand(3, 2, 128, 1024) * 2 - 1
     full = magenta_blend(x, progress, cfg)
-    staged = stage_real(x, progress, cfg)
+    staged = blend_images(x, progress, cfg)
     assert staged.shape[-2:] == cfg.resolution(min(7, int(np.ceil(progress)) + 1))
     s_full, c_full = disc(full, progress)
     s_stage, c_stage = disc(staged, progress)

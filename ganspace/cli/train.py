@@ -80,7 +80,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("out", type=Path, help="dataset folder to create (must not exist)")
     p.set_defaults(func=_make)
 
-    from ganspace.train.trainer import CONFIGS
+    from ganspace.train.schedule import CONFIGS
 
     p = sub.add_parser("train", help="train a GANSynth model (progressive WGAN-GP)")
     p.add_argument("dataset", type=Path, help="dataset folder (ganspacesynth dataset make)")

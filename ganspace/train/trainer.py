@@ -1,31 +1,17 @@
 """GANSynth training in PyTorch: progressive growing, WGAN-GP, auxiliary pitch classifier, EMA.
 
 Reproduces the essentials of Magenta's ``gansynth_train`` (``lib/model.py``, ``train_util.py``,
-``networks.py``) on the engine's own :class:`~ganspace.engine.generator.Generator`:
+``networks.py``) on the engine's own :class:`~ganspace.engine.generator.Generator`; the schedule
+and the stage-resolution images are in :mod:`ganspace.train.schedule`, the losses in
+:mod:`ganspace.train.losses`. This module holds the loop:
 
-- **Schedule by images seen.** Stage ``s`` (0 .. 2 * (num_resolutions - 1)) alternates stable and
-  transition phases of ``stable_stage_num_images`` / ``transition_stage_num_images`` images;
-  stage ``s`` uses ``(s + 1) // 2 + 1`` blocks and ``progress = ganspace.engine.hparams.
-  compute_progress(images_seen, hparams, num_blocks)``, exactly Magenta's value, so an exported
-  model's progress and the generator's alpha blend agree with ``global_step``.
-  Adam's state is reset when a stage starts (Magenta restores everything but the optimizer
-  variables from the previous stage); the EMA carries over.
-- **Stage resolution.** Magenta feeds full-resolution images everywhere: real data blurred by
-  ``blend_images`` (box downscale + nearest upscale per block, weighted by the generator's
-  alphas), generator output nearest-upscaled, and a discriminator that only looks at
-  average-pooled copies. Here both are average-pooled to the highest resolution in use before the
-  discriminator, which gives the same scores with far less work at low stages. The gradient
-  penalty's norm is divided by the pooling factor, which is its value with respect to the
-  full-resolution interpolate (pooling by s x s scales a gradient's norm by 1 / s).
-- **Losses** (per step, generator step then discriminator step, as tfgan's sequential steps):
-  ``L_G = -mean(D(G(z, c))) + generator_ac_loss_weight * CE(cls(G(z, c)), c)``;
-  ``L_D = mean(D(fake)) - mean(D(real)) + gradient_penalty_weight * mean((|grad D(x_hat)| /
-  target - 1)^2) + real_score_penalty_weight * mean(D(real)^2) +
-  discriminator_ac_loss_weight * CE(cls(real), c_real)`` with ``x_hat`` a uniform random
-  interpolate; fake pitch classes are drawn from the data's pitch distribution.
+- Per step a generator step then a discriminator step (tfgan's sequential steps); fake pitch
+  classes are drawn from the data's pitch distribution.
 - Adam (``generator_learning_rate`` / ``discriminator_learning_rate``, betas ``(adam_beta1,
-  adam_beta2)``), generator EMA with decay 0.999 (warmed up per block, :func:`ema_decay`); the
-  exported model holds the EMA weights.
+  adam_beta2)``), reset when a stage starts (Magenta restores everything but the optimizer
+  variables from the previous stage); generator EMA with decay 0.999, warmed up per block
+  (:func:`~ganspace.train.schedule.ema_decay`), carried over between stages; the exported model
+  holds the EMA weights.
 - Features: ``ganspace.engine.audio.audio_to_melspecgrams`` then ``normalize`` (Magenta's
   constants), computed once per process for datasets that fit :data:`FEATURE_CACHE_BYTES`
   (float16), else per batch.
@@ -35,10 +21,11 @@ the current stage, refreshed at every checkpoint), ``meta.json`` (the dataset's)
 ``train/checkpoint/`` (``generator``, ``generator_ema``, ``discriminator``, ``optimizer``
 ``.safetensors`` + ``state.json``), ``train/log.jsonl`` (one JSON object per logged step).
 
-Distributed: run under ``torchrun --nproc_per_node N``; each process trains on its own shard
-(items ``i % N == rank``) with a ``batch / N`` share of the global batch, gradients are averaged
-with all-reduce after every backward pass (gloo on CPU, nccl on CUDA). Randomness is derived
-from ``(seed, rank, step)``, so ``--resume`` continues exactly as an uninterrupted run would.
+Distributed (:mod:`ganspace.distrib`): run under ``torchrun --nproc_per_node N``; each process
+trains on its own shard (items ``i % N == rank``) with a ``batch / N`` share of the global batch,
+gradients are averaged with all-reduce after every backward pass (gloo on CPU, nccl on CUDA).
+Randomness is derived from ``(seed, rank, step)``, so ``--resume`` continues exactly as an
+uninterrupted run would.
 """
 
 from __future__ import annotations
@@ -46,7 +33,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import math
 import shutil
 import signal
 import time
@@ -56,134 +42,34 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from ganspace import distrib
 from ganspace.engine import audio
 from ganspace.engine.generator import Generator, GeneratorConfig
-from ganspace.engine.hparams import blocks_of_stage, compute_progress, published_hparams
+from ganspace.engine.hparams import blocks_of_stage, compute_progress
 from ganspace.engine.model import GANSynthModel
 from ganspace.errors import InputError
 from ganspace.train.dataset import META_JSON, Dataset, load_dataset
 from ganspace.train.discriminator import Discriminator
+from ganspace.train.losses import discriminator_loss, generator_loss
+from ganspace.train.schedule import (
+    batch_size_of,
+    blend_images,
+    config_hparams,
+    ema_decay,
+    generate_at_stage,
+    progress_of,
+    stage_of,
+    top_block,
+)
 
 log = logging.getLogger(__name__)
 
 #: Datasets whose float16 features fit in this many bytes per process are featurised once.
 FEATURE_CACHE_BYTES = 3 << 30
-#: Magenta's generator EMA decay; see :func:`ema_decay` for the warm-up of new blocks.
-EMA_DECAY = 0.999
 CHECKPOINT_FORMAT = "ganspacesynth-train-checkpoint"
-
-#: Named configs: overrides of Magenta's published ``mel_prog_hires`` hparams.
-CONFIGS: dict[str, dict[str, Any]] = {
-    # Magenta's published recipe: 7.3 M-parameter generator, 11 M images (days on a V100).
-    "published": {},
-    # The default instrument on a CPU: channels 64,64,64,32,16,8,4, latent 64; long stable
-    # stages (500 steps each) so the pitch conditioning is learnt at the cheap low resolutions;
-    # the final stage starts after 31,200 images (~50 min on one shared core).
-    "small": {
-        "latent_vector_size": 64,
-        "fmap_base": 512,
-        "fmap_max": 64,
-        "stable_stage_num_images": 4000,
-        "transition_stage_num_images": 1200,
-        "total_num_images": 60_000,
-        "batch_size_schedule": [8],
-        "save_summaries_num_images": 1000,
-    },
-    # Tests: 4 channels everywhere, 16 images per stage.
-    "tiny": {
-        "latent_vector_size": 8,
-        "fmap_base": 1024,
-        "fmap_max": 4,
-        "stable_stage_num_images": 16,
-        "transition_stage_num_images": 16,
-        "total_num_images": 256,
-        "batch_size_schedule": [4],
-        "save_summaries_num_images": 16,
-    },
-}
-
-
-def config_hparams(name: str) -> dict[str, Any]:
-    """Full hparams of a named config (published defaults + overrides; a fresh dict)."""
-    if name not in CONFIGS:
-        raise InputError(f"unknown config {name!r}; choose from {', '.join(CONFIGS)}")
-    return {**published_hparams(), **copy.deepcopy(CONFIGS[name])}
-
-
-def stage_of(images: int, hparams: dict[str, Any]) -> int:
-    """Magenta stage id (0 .. 2 * (num_resolutions - 1)) while ``images`` images have been seen."""
-    stable = int(hparams["stable_stage_num_images"])
-    trans = int(hparams["transition_stage_num_images"])
-    whole, rest = divmod(int(images), stable + trans)
-    return min(2 * whole + int(rest >= stable), 2 * (int(hparams["num_resolutions"]) - 1))
-
-
-def batch_size_of(stage: int, hparams: dict[str, Any]) -> int:
-    """Global batch size of a stage: ``batch_size_schedule[num_blocks - 1]`` (clamped)."""
-    schedule = list(hparams["batch_size_schedule"])
-    return int(schedule[min(blocks_of_stage(stage) - 1, len(schedule) - 1)])
-
-
-def progress_of(images: int, hparams: dict[str, Any]) -> float:
-    """Training progress after ``images`` images (Magenta's ``compute_progress``)."""
-    return compute_progress(images, hparams, blocks_of_stage(stage_of(images, hparams)))
-
-
-def top_block(progress: float, num_blocks: int) -> int:
-    """Highest block whose output is blended at ``progress``: ``ceil(progress) + 1``."""
-    return min(num_blocks, math.ceil(progress) + 1)
-
-
-def stage_real(x: Tensor, progress: float, cfg: GeneratorConfig) -> Tensor:
-    """Magenta's ``blend_images`` on real data, at the resolution of :func:`top_block`.
-
-    Args:
-        x: [B, 2, 128, 1024] normalised mel-IF images (NCHW, full resolution).
-        progress: training progress.
-        cfg: the architecture (resolutions, generator alphas).
-    Returns:
-        [B, 2, H_top, W_top]: sum over blocks k of alpha_k(progress) * (x box-downscaled to block
-        k and nearest-upscaled to block ``top``), average-pooled to block ``top``.
-    """
-    cfg_p = replace(cfg, progress=progress)
-    top = top_block(progress, cfg.num_resolutions)
-    x = F.avg_pool2d(x, 2 ** (cfg.num_resolutions - top)) if top < cfg.num_resolutions else x
-    out = torch.zeros_like(x)
-    for k, alpha in enumerate(cfg_p.alphas()[:top], 1):
-        if alpha > 0.0:
-            f = 2 ** (top - k)
-            lod = x if f == 1 else F.interpolate(F.avg_pool2d(x, f), scale_factor=f,
-                                                 mode="nearest")
-            out += alpha * lod
-    return out
-
-
-def generate_at_stage(gen: Generator, z: Tensor, labels: Tensor, progress: float) -> Tensor:
-    """Generator output at the resolution of :func:`top_block` (NCHW [B, 2, H_top, W_top]):
-    Magenta's full-resolution blend, average-pooled (exact, since it is nearest-upscaled)."""
-    gen.cfg = replace(gen.cfg, progress=progress)
-    out = gen(z, labels)
-    top = top_block(progress, gen.cfg.num_resolutions)
-    f = 2 ** (gen.cfg.num_resolutions - top)
-    return F.avg_pool2d(out, f) if f > 1 else out
-
-
-def ema_decay(updates: int) -> float:
-    """EMA decay after a block's ``updates``-th generator step in use: ``min(0.999, (1 + n) /
-    (10 + n))``, TensorFlow's ``ExponentialMovingAverage(num_updates=n)`` rule.
-
-    Magenta uses a constant 0.999, which is the same once a block has been trained for about
-    9000 steps (every block of a published run). In a short run the constant decay would keep a
-    large share of a new block's random initialisation in the shadow weights (0.999**1000 = 37 %
-    after 1000 steps), so the counter starts when the block enters the blend.
-    """
-    return min(EMA_DECAY, (1.0 + updates) / (10.0 + updates))
-
 
 def _param_block(name: str) -> int:
     """1-based block of a generator parameter (``blocks.{k-1}.*`` or ``to_rgb.{k-1}.*``)."""
@@ -344,17 +230,14 @@ class Trainer:
         rng = self._rng()
         dev = self.device
         zsize = self.cfg.latent_size
-        ac_g = float(hp["generator_ac_loss_weight"])
-        ac_d = float(hp["discriminator_ac_loss_weight"])
 
         # Generator step.
         fake_labels = self.shard_labels[torch.randint(len(self.shard), (batch,), generator=rng,
                                                       device=dev)]
         z = torch.randn(batch, zsize, generator=rng, device=dev)
         self.disc.requires_grad_(False)
-        score, cls = self.disc(generate_at_stage(self.gen, z, fake_labels, progress), progress)
-        g_ac = F.cross_entropy(cls, fake_labels)
-        g_loss = -score.mean() + ac_g * g_ac
+        fake = generate_at_stage(self.gen, z, fake_labels, progress)
+        g_loss, g_ac = generator_loss(self.disc, fake, fake_labels, progress, hp)
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         self.disc.requires_grad_(True)
@@ -371,36 +254,24 @@ class Trainer:
         # Discriminator step.
         idx = torch.randint(len(self.shard), (batch,), generator=rng, device=dev)
         real_labels = self.shard_labels[idx]
-        real = stage_real(self._real_batch(idx), progress, self.cfg)
+        real = blend_images(self._real_batch(idx), progress, self.cfg)
         fake_labels = self.shard_labels[torch.randint(len(self.shard), (batch,), generator=rng,
                                                       device=dev)]
         z = torch.randn(batch, zsize, generator=rng, device=dev)
         with torch.no_grad():
             fake = generate_at_stage(self.gen, z, fake_labels, progress)
-        d_real, cls_real = self.disc(real, progress)
-        d_fake, _ = self.disc(fake, progress)
         eps = torch.rand(batch, 1, 1, 1, generator=rng, device=dev)
-        interp = (real + eps * (fake - real)).requires_grad_(True)
-        d_interp, _ = self.disc(interp, progress)
-        (grad,) = torch.autograd.grad(d_interp.sum(), interp, create_graph=True)
-        pool = 2 ** (self.cfg.num_resolutions - top_block(progress, self.cfg.num_resolutions))
-        slopes = torch.sqrt(grad.square().sum(dim=(1, 2, 3)) / pool**2 + 1e-10)
-        target = float(hp["gradient_penalty_target"])
-        gp = (slopes / target - 1.0).square().mean()
-        wass = d_fake.mean() - d_real.mean()
-        drift = d_real.square().mean()
-        d_ac = F.cross_entropy(cls_real, real_labels)
-        d_loss = (wass + float(hp["gradient_penalty_weight"]) * gp
-                  + float(hp["real_score_penalty_weight"]) * drift + ac_d * d_ac)
+        pool = 2 ** (self.cfg.num_resolutions - top)
+        d = discriminator_loss(self.disc, real, real_labels, fake, eps, progress, pool, hp)
         self.opt_d.zero_grad(set_to_none=True)
-        d_loss.backward()
+        d.total.backward()
         distrib.average_gradients(self.disc)
         self.opt_d.step()
 
         self.images += batch * self.world
         self.steps += 1
-        values = torch.stack([g_loss, d_loss, wass, gp, drift, g_ac, d_ac,
-                              d_real.mean(), d_fake.mean()]).detach().float()
+        values = torch.stack([g_loss, d.total, d.wasserstein, d.gradient_penalty, d.drift, g_ac,
+                              d.ac, d.real_score, d.fake_score]).detach().float()
         distrib.all_reduce_mean(values)
         names = ("g_loss", "d_loss", "wasserstein", "gradient_penalty", "drift", "g_ac", "d_ac",
                  "d_real", "d_fake")
