@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from ganspace.cli.args import add_device_arg, add_model_args, add_precision_arg
 from ganspace.errors import InputError
 
 
@@ -30,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="generate notes as WAV files",
                        description="Generate COUNT notes at one pitch from random (or given) "
                        "latents; writes OUT if one note, else OUT_0.wav, OUT_1.wav, ...")
-    _model_args(p)
+    add_model_args(p)
     p.add_argument("--pitch", type=int, required=True, help="MIDI pitch the model knows")
     p.add_argument("--count", type=int, default=1, help="number of notes (default 1)")
     g = p.add_mutually_exclusive_group()
@@ -41,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("render-midi", help="render a MIDI file with random instruments (Magenta)")
-    _model_args(p)
+    add_model_args(p)
     p.add_argument("midi", type=Path, help="MIDI file")
     p.add_argument("--out", type=Path, required=True, help="output .wav path")
     p.add_argument("--secs-per-instrument", type=float, default=6.0,
@@ -52,9 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="time generation (generator and audio stages separately)")
     p.add_argument("model", type=Path, nargs="?", help="model folder (or use --random published)")
     p.add_argument("--random", choices=["published"], help="random model with published dims")
-    p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
-    p.add_argument("--precision", default="float32", choices=["float32", "bfloat16", "float16"],
-                   help="generator precision (reduced precision on CUDA only)")
+    add_device_arg(p)
+    add_precision_arg(p)
     p.add_argument("--batch", default="1,8", help="comma-separated batch sizes (default 1,8)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per stage (median)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
@@ -64,11 +64,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also time load_model(MODEL) (median of --repeats loads)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_bench)
-
-
-def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", type=Path, help="Magenta checkpoint folder or native model folder")
-    p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
 
 
 def _load(args: argparse.Namespace):

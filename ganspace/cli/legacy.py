@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ganspace.cli.args import add_device_arg
 from ganspace.errors import GanspaceError, InputError
 from ganspace.space.estimators import DEFAULT_ESTIMATOR, ESTIMATORS, names_text
 
@@ -50,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list_layers", action="store_true", help="print the layers and exit")
     p.add_argument("--components", default="512",
                    help="components to keep, or 'all' for full rank like the original (512)")
-    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    add_device_arg(p)
     return p
 
 

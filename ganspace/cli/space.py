@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ganspace.cli.args import add_device_arg, add_model_args
 from ganspace.errors import InputError
 from ganspace.space.estimators import DEFAULT_ESTIMATOR, ESTIMATORS, estimator_help
 
@@ -29,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "LAYER and keep the top K principal components in a safe directions file "
                        "(.safetensors). Under torchrun the cov estimator splits the samples over "
                        "the ranks and gives the same file as one process.")
-    _model_args(p)
+    add_model_args(p)
     p.add_argument("--layer", default="conv0", help="layer name (default conv0; see `layers`)")
     p.add_argument("--samples", type=int, required=True, help="number of random latents N")
     p.add_argument("--seed", type=int, default=0, help="seed of the latents (default 0)")
@@ -64,7 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "--subdivisions k (N + (N-1) max(0, k-1) sounds). Each sound is enveloped, "
                        "peak-normalised and placed SPACING seconds after the previous one; the "
                        "mix peaks at 0.5.")
-    _model_args(p)
+    add_model_args(p)
     p.add_argument("--keypoints", type=int, help="number of random keypoint latents N (z space)")
     p.add_argument("--steps", type=int, default=0, help="slerp steps between keypoints M (0)")
     p.add_argument("--seed", type=int, help="seed of the keypoint latents")
@@ -92,7 +93,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Generate STEPS x STEPS notes with coefficients of two "
                        "directions swept over RANGE (first direction left to right, second bottom "
                        "to top) and save their log-mel spectrograms as one PNG.")
-    _model_args(p)
+    add_model_args(p)
     p.add_argument("--directions", type=Path, required=True, help="directions file")
     p.add_argument("--components", type=_ints, default=[0, 1],
                    help="the two direction indices, e.g. 0,1 (default)")
@@ -115,7 +116,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "activations in one run; also report the size of a K=512 directions file.")
     p.add_argument("model", type=Path, nargs="?", help="model folder (or --random published)")
     p.add_argument("--random", choices=["published"], help="random model with published dims")
-    p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
+    add_device_arg(p)
     p.add_argument("--layer", default="conv0", help="layer (default conv0)")
     p.add_argument("--samples", type=int, required=True, help="N")
     p.add_argument("--batch", type=int, default=256, help="activations per batch (256)")
@@ -128,11 +129,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 # ---- argument helpers --------------------------------------------------------------------------
-def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", type=Path, help="Magenta checkpoint folder or native model folder")
-    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
-
-
 def _components(text: str) -> int | None:
     if text == "all":
         return None

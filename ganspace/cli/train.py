@@ -7,6 +7,8 @@ import argparse
 import json
 from pathlib import Path
 
+from ganspace.cli.args import add_device_arg
+
 
 def _chop(args: argparse.Namespace) -> int:
     from ganspace.train.dataset import chop
@@ -90,7 +92,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--images", type=int, default=None,
                    help="total training images (default: the config's total_num_images)")
     p.add_argument("--batch", type=int, default=None, help="global batch size for all stages")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    add_device_arg(p)
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint-minutes", type=float, default=10.0,
@@ -107,6 +109,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--directions", type=Path, default=None,
                    help="GANSpace directions file: measure what the first components change")
     p.add_argument("--components", type=int, default=4, help="components to measure (default 4)")
-    p.add_argument("--device", default=None, help="cpu or cuda")
+    add_device_arg(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_eval)
