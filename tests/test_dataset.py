@@ -10,16 +10,9 @@ import pytest
 import soundfile as sf
 
 from ganspace.cli import main
+from ganspace.engine.audio import AUDIO_LENGTH, SAMPLE_RATE
 from ganspace.errors import InputError
-from ganspace.train.dataset import (
-    AUDIO_LENGTH,
-    SAMPLE_RATE,
-    chop,
-    load_dataset,
-    make_dataset,
-    pad,
-    resample,
-)
+from ganspace.train.dataset import chop, load_dataset, make_dataset, pad, resample
 from ganspace.train.evaluate import estimate_f0
 from ganspace.train.synthdata import random_timbres, render_note, render_wavs
 

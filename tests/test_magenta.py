@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_tfcheckpoint import FIXTURE, PREFIX, write_bundle
+from test_tfcheckpoint import FIXTURE, PREFIX, read_bundle, write_bundle
 
 from ganspace.engine.hparams import MAGENTA_DEFAULTS, compute_progress
 from ganspace.errors import CheckpointError
@@ -19,7 +19,6 @@ from ganspace.formats.magenta import (
     load_hparams,
     load_pitches,
 )
-from ganspace.formats.tfcheckpoint import read_bundle
 
 REFERENCE = np.load(FIXTURE / "reference_io.npz")
 GEN = "Generator/progressive_gan_generator/progressive_gan_block_{}/{}/{}/ExponentialMovingAverage"

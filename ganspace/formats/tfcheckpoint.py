@@ -249,11 +249,3 @@ class BundleReader:
             raise CheckpointError(f"tensor {key!r} in {path} fails its crc32c checksum")
         # astype copies into a writable array in native byte order
         return np.frombuffer(buf, dtype=dtype).astype(dtype.newbyteorder("=")).reshape(entry.shape)
-
-
-def read_bundle(
-    prefix: str | os.PathLike[str], keys: list[str] | None = None
-) -> dict[str, np.ndarray]:
-    """Read tensors ``keys`` (all tensors when ``None``) of the bundle at ``prefix``."""
-    reader = BundleReader(prefix)
-    return {key: reader.read(key) for key in (reader.keys() if keys is None else keys)}

@@ -31,10 +31,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from ganspace.engine.audio import AUDIO_LENGTH, SAMPLE_RATE
 from ganspace.errors import InputError
 
-SAMPLE_RATE = 16000
-AUDIO_LENGTH = 64000
 DATASET_FORMAT = "ganspacesynth-dataset"
 DATASET_VERSION = 1
 AUDIO_FILE = "audio.npy"

@@ -15,10 +15,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from ganspace.engine.audio import AUDIO_LENGTH, SAMPLE_RATE
 from ganspace.errors import InputError
-
-SAMPLE_RATE = 16000
-AUDIO_LENGTH = 64000
 
 
 def midi_to_hz(pitch: float) -> float:
