@@ -5,12 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import soundfile as sf
 
 from ganspace.cli.args import add_device_arg, add_model_args, add_precision_arg
 from ganspace.errors import InputError
+
+if TYPE_CHECKING:  # verbs import the engine when they run, so --help stays light
+    from ganspace.engine.model import GANSynthModel
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -66,7 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_bench)
 
 
-def _load(args: argparse.Namespace):
+def _load(args: argparse.Namespace) -> GANSynthModel:
     from ganspace.formats import load_model
 
     return load_model(args.model, device=args.device)
@@ -91,7 +95,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     model = load_model(args.model, device="cpu")
     cfg = model.config
-    info = {
+    info: dict[str, Any] = {
         "path": str(args.model),
         "latent_size": model.latent_size,
         "pitches": describe_pitches(model.pitches),

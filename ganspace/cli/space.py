@@ -5,13 +5,19 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ganspace.cli.args import add_device_arg, add_model_args
 from ganspace.errors import InputError
 from ganspace.space.estimators import DEFAULT_ESTIMATOR, ESTIMATORS, estimator_help
+
+if TYPE_CHECKING:  # verbs import these when they run
+    from tqdm import tqdm
+
+    from ganspace.engine.model import GANSynthModel
+    from ganspace.space.directions import Directions
 
 SUBTYPES = ("PCM_16", "PCM_24", "FLOAT")
 
@@ -179,13 +185,13 @@ def parse_coefficient_steps(text: str) -> np.ndarray:
     return arr
 
 
-def _load_model(path: Path, device: str | None) -> Any:
+def _load_model(path: Path, device: str | None) -> GANSynthModel:
     from ganspace.formats import load_model
 
     return load_model(path, device=device)
 
 
-def _load_directions(path: Path) -> Any:
+def _load_directions(path: Path) -> Directions:
     from ganspace.space.directions import load_directions
 
     return load_directions(path)
@@ -222,7 +228,7 @@ def cmd_pca(args: argparse.Namespace) -> int:
     return 0
 
 
-def _summary(path: Path, d: Any) -> None:
+def _summary(path: Path, d: Directions) -> None:
     h, w, c = d.shape
     top = ", ".join(f"{v:.3f}" for v in d.var_ratio[:5])
     print(f"wrote {path}: layer {d.layer} ({h}x{w}x{c}), K={d.count}, "
@@ -244,7 +250,7 @@ def cmd_import_pca(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bar(enabled: bool, what: str) -> Any:
+def _bar(enabled: bool, what: str) -> tqdm:
     from tqdm import tqdm
 
     return tqdm(unit="sound", desc=what, disable=True if not enabled else None)  # None: on a tty
@@ -280,6 +286,7 @@ def cmd_hallucinate(args: argparse.Namespace) -> int:
             bar.update(done - bar.n)
 
         if steps is not None:
+            assert directions is not None  # checked above: --coefficient-steps needs it
             h = hallucinate_coefficients(model, directions, steps, args.subdivisions, args.pitch,
                                          env, args.spacing, progress=progress)
         else:

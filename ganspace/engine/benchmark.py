@@ -11,6 +11,7 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -80,16 +81,14 @@ def run_bench(model: GANSynthModel, batches: Sequence[int], warmup: int = 1, rep
         try:
             spec = model.generate_specgram(z, pitches)
             stages: list[tuple[str, Callable[[], object]]] = [
-                ("generator", lambda z=z, p=pitches: model.generate_specgram(z, p)),
-                ("audio", lambda s=spec: audio.melspecgrams_to_audio(s)),
-                ("total", lambda z=z, p=pitches: model.generate(z, p)),
+                ("generator", partial(model.generate_specgram, z, pitches)),
+                ("audio", partial(audio.melspecgrams_to_audio, spec)),
+                ("total", partial(model.generate, z, pitches)),
             ]
             if baseline:
                 zt = torch.as_tensor(z, device=dev)
                 labels = model.labels(pitches, b)
-                stages.insert(
-                    1, ("generator_baseline", lambda zt=zt, lab=labels: model.generator(zt, lab))
-                )
+                stages.insert(1, ("generator_baseline", partial(model.generator, zt, labels)))
             secs = _time_interleaved([fn for _, fn in stages], dev, warmup, repeats)
             for (name, _), sec in zip(stages, secs, strict=True):
                 out.append(StageTiming(name, b, 1000.0 * sec / b, b / sec))

@@ -21,7 +21,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -188,7 +188,8 @@ class Block(nn.Module):
         cout, k = cfg.channels(block), cfg.kernel_size
         if block == 1:
             cin = cfg.latent_size + cfg.num_pitches
-            self.conv0: nn.Module = FirstConv(cin, cout, cfg.start_height, cfg.start_width)
+            self.conv0: FirstConv | EqConv2d = FirstConv(cin, cout, cfg.start_height,
+                                                         cfg.start_width)
         else:
             self.conv0 = EqConv2d(cfg.channels(block - 1), cout, k, k, 0.0, k // 2)
         self.conv1 = EqConv2d(cout, cout, k, k, 0.0, k // 2)
@@ -300,8 +301,16 @@ class Generator(_GeneratorBase):
             EqConv2d(cfg.channels(k), 2, 1, 1, 1.0, 0) for k in range(1, cfg.num_blocks + 1)
         )
 
+    def block(self, k: int) -> Block:
+        """Block k (1-based)."""
+        return cast(Block, self.blocks[k - 1])
+
+    def rgb_head(self, k: int) -> EqConv2d:
+        """The ``to_rgb`` head of block k (1-based)."""
+        return cast(EqConv2d, self.to_rgb[k - 1])
+
     def _conv(self, block: int, conv: int, x: Tensor) -> Tensor:
-        b = self.blocks[block - 1]
+        b = self.block(block)
         if conv == 0:
             if block > 1:
                 x = F.interpolate(x, scale_factor=self.cfg.scale_base, mode="nearest")
@@ -309,7 +318,7 @@ class Generator(_GeneratorBase):
         return _act(b.conv1(x))
 
     def _to_rgb(self, block: int, x: Tensor) -> Tensor:
-        return torch.tanh(self.to_rgb[block - 1](x))
+        return torch.tanh(self.rgb_head(block)(x))
 
     def num_parameters(self) -> int:
         """Number of trainable scalars."""
@@ -379,7 +388,8 @@ class FastGenerator(_GeneratorBase):
     def from_generator(cls, gen: Generator) -> FastGenerator:
         """Fold scales and rewrite the upsampling convolutions of ``gen``."""
         fast = cls(gen.cfg)
-        for k, block in enumerate(gen.blocks, 1):
+        for k in range(1, gen.cfg.num_blocks + 1):
+            block = gen.block(k)
             c0 = block.conv0
             if k == 1:
                 w = (c0.weight.flip((2, 3)) * c0.scale).transpose(0, 1).flatten(1)
@@ -388,7 +398,7 @@ class FastGenerator(_GeneratorBase):
                 w = subpixel_kernels(c0.weight * c0.scale)
                 fast._put(f"c0_{k}", w, c0.bias.detach())
             fast._put(f"c1_{k}", block.conv1.weight * block.conv1.scale, block.conv1.bias)
-            rgb = gen.to_rgb[k - 1]
+            rgb = gen.rgb_head(k)
             fast._put(f"rgb_{k}", rgb.weight * rgb.scale, rgb.bias)
         return fast
 

@@ -18,12 +18,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mido
 import numpy as np
 
 from ganspace.engine.latent import slerp
 from ganspace.errors import InputError
+
+if TYPE_CHECKING:
+    from ganspace.engine.model import GANSynthModel
 
 MIN_PITCH, MAX_PITCH = 36, 84
 MAX_NOTE_LENGTH = 3.0  # s
@@ -157,7 +161,7 @@ class MidiRender:
 
 
 def render_midi(
-    model,  # GANSynthModel (not imported: avoids a cycle)
+    model: GANSynthModel,
     notes: MidiNotes,
     secs_per_instrument: float = 6.0,
     seed: int | None = None,

@@ -124,9 +124,8 @@ class GANSynthModel:
         self.fast_generator = FastGenerator.from_generator(self.generator).to(self.device)
         self.batch_size = 256 if self.device.type == "cuda" else 8
         self._fingerprint: str | None = None
-        self._dir_cache: weakref.WeakKeyDictionary[Any, tuple[Tensor, Tensor, Tensor]] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._dir_cache: weakref.WeakKeyDictionary[
+            DirectionsLike, tuple[Tensor, Tensor, Tensor]] = weakref.WeakKeyDictionary()
 
     # ---- facts -------------------------------------------------------------------------------
     @property

@@ -16,12 +16,15 @@ import io
 import pickle
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ganspace.errors import InputError, ModelFormatError
 from ganspace.space.directions import Directions
+
+if TYPE_CHECKING:
+    from ganspace.engine.model import GANSynthModel
 
 MAX_PICKLE_BYTES = 2 * 2**30
 """Largest pickle accepted (a full-rank conv0 file is about 256 MiB in float32)."""
@@ -38,7 +41,7 @@ def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
 def _numpy_globals() -> dict[tuple[str, str], Any]:
     try:  # numpy >= 2
         from numpy._core.multiarray import _reconstruct, scalar
-        from numpy._core.numeric import _frombuffer
+        from numpy._core.numeric import _frombuffer  # type: ignore[attr-defined]  # private
     except ImportError:  # numpy 1.x
         from numpy.core.multiarray import _reconstruct, scalar  # type: ignore[no-redef]
         from numpy.core.numeric import _frombuffer  # type: ignore[no-redef]
@@ -98,7 +101,7 @@ def _array(d: dict[str, Any], key: str, p: Path) -> np.ndarray:
     return v.astype(np.float32)
 
 
-def import_legacy_pickle(path: str | Path, model: Any = None) -> Directions:
+def import_legacy_pickle(path: str | Path, model: GANSynthModel | None = None) -> Directions:
     """Read an original GANSpaceSynth PCA pickle safely and return it as :class:`Directions`.
 
     Args:

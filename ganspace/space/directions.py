@@ -31,13 +31,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
 from ganspace.errors import InputError, ModelFormatError
+
+if TYPE_CHECKING:  # the engine (torch) is not needed to read and write directions files
+    from ganspace.engine.model import GANSynthModel
 
 FORMAT_NAME = "ganspacesynth-directions"
 FORMAT_VERSION = 1
@@ -118,7 +121,7 @@ class Directions:
         h, w, c = self.components.shape[1:]
         return int(h), int(w), int(c)
 
-    def check_compatible(self, model: Any) -> None:
+    def check_compatible(self, model: GANSynthModel) -> None:
         """Raise InputError unless these directions fit ``model`` (a GANSynthModel): the layer
         exists, has the same shape, and the model fingerprint matches (when recorded).
 

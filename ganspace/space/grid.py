@@ -3,9 +3,12 @@ labelled PNG."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # Pillow is imported when a grid is drawn
+    import PIL.Image
 
 MAX_GRID_STEPS = 16
 """Most values per axis (a grid of MAX_GRID_STEPS**2 notes)."""
@@ -53,7 +56,7 @@ def grid_size(steps: int, thumb: int) -> tuple[int, int]:
 
 
 def grid_image(logmel: np.ndarray, values: np.ndarray, a: int, b: int, thumb: int,
-               title: str) -> Any:
+               title: str) -> PIL.Image.Image:
     """Compose log-mel thumbnails into one labelled PIL image.
 
     Args:
@@ -77,7 +80,8 @@ def grid_image(logmel: np.ndarray, values: np.ndarray, a: int, b: int, thumb: in
     left, top, _, _ = GRID_MARGINS
     for cell, spec in enumerate(scaled):
         i, j = divmod(cell, n)
-        tile = Image.fromarray(_colormap(spec.T[::-1])).resize((thumb, thumb), Image.BOX)
+        tile = Image.fromarray(_colormap(spec.T[::-1])).resize((thumb, thumb),
+                                                               Image.Resampling.BOX)
         img.paste(tile, (left + j * (thumb + GRID_GAP), top + i * (thumb + GRID_GAP)))
     side = n * thumb + (n - 1) * GRID_GAP
     for k, v in enumerate(values):

@@ -24,6 +24,7 @@ result at full resolution, because Magenta's discriminator only looks at box-dow
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -88,6 +89,10 @@ class Discriminator(nn.Module):
         self.logits = EqDense(cfg.channels(0), 1)
         self.classifier = EqDense(cfg.channels(0), cfg.num_pitches)
 
+    def block(self, k: int) -> DBlock:
+        """Block k (1-based)."""
+        return cast(DBlock, self.blocks[k - 1])
+
     def _block_of(self, x: Tensor) -> int:
         """The block whose resolution equals the height/width of x [B, 2, H, W]."""
         for k in range(1, self.cfg.num_blocks + 1):
@@ -113,17 +118,17 @@ class Discriminator(nn.Module):
         def rgb_at(k: int) -> Tensor:
             """from_rgb of the input box-downscaled to block k's resolution."""
             img = F.avg_pool2d(x, 2 ** (top - k)) if top > k else x
-            return F.leaky_relu(self.blocks[k - 1].from_rgb(img), 0.2)
+            return F.leaky_relu(self.block(k).from_rgb(img), 0.2)
 
         h = rgb_at(need)
         for k in range(need, 1, -1):
-            b = self.blocks[k - 1]
+            b = self.block(k)
             h = F.leaky_relu(b.conv0(h), 0.2)
             h = F.avg_pool2d(F.leaky_relu(b.conv1(h), 0.2), 2)
             alpha = min(max((k - 1) - progress, 0.0), 1.0)
             if alpha > 0.0:
                 h = alpha * rgb_at(k - 1) + (1.0 - alpha) * h
-        b = self.blocks[0]
+        b = self.block(1)
         h = minibatch_stddev(h)
         h = F.leaky_relu(b.conv0(h), 0.2)
         h = F.leaky_relu(b.conv1(h), 0.2).flatten(1)

@@ -24,6 +24,7 @@ import numpy as np
 from ganspace.engine.model import GANSynthModel
 from ganspace.errors import InputError
 from ganspace.formats import load_model
+from ganspace.space.directions import Directions, load_directions
 from ganspace.train.synthdata import midi_to_hz
 
 #: A note whose absolute peak is below this is silent.
@@ -189,8 +190,9 @@ def _descriptors(notes: np.ndarray, sample_rate: int) -> np.ndarray:
                      for x in notes])
 
 
-def direction_report(model: GANSynthModel, directions: Any, z: np.ndarray, pitches: np.ndarray,
-                     components: int, coefficient: float = 2.0) -> list[dict[str, Any]]:
+def direction_report(model: GANSynthModel, directions: Directions, z: np.ndarray,
+                     pitches: np.ndarray, components: int,
+                     coefficient: float = 2.0) -> list[dict[str, Any]]:
     """For each of the first ``components`` directions: descriptors of the notes with coefficient
     ``-coefficient`` and ``+coefficient`` on that direction alone, and their mean difference.
 
@@ -260,8 +262,6 @@ def evaluate(model: str | Path | GANSynthModel, count: int = 200, seed: int = 0,
         "seconds": round(seconds, 2),
     }
     if directions is not None:
-        from ganspace.space.directions import load_directions
-
         d = load_directions(directions)
         n = min(count, 16)
         base = np.nanmean(_descriptors(notes[:n], m.sample_rate), axis=0)
