@@ -1,4 +1,7 @@
-"""Shared test fixtures: the Magenta fixture checkpoint and tiny random native models."""
+"""Shared test fixtures (the Magenta fixture checkpoint, tiny random native models) and the
+markers by folder: every test in ``tests/<folder>/`` is marked ``<folder>`` (``unit``, ``parity``,
+``server``, ``e2e``; registered in pyproject.toml), so ``python -m pytest -m "not e2e"`` skips the
+real-Pd tests and plain ``python -m pytest`` runs everything."""
 
 from __future__ import annotations
 
@@ -14,6 +17,15 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 MAGENTA_SMALL = SHARED / "fixtures" / "magenta_small"
+FOLDER_MARKERS = ("unit", "parity", "server", "e2e")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with the name of its folder when that is one of :data:`FOLDER_MARKERS`."""
+    for item in items:
+        folder = item.path.parent.name
+        if folder in FOLDER_MARKERS:
+            item.add_marker(folder)
 
 
 @pytest.fixture(scope="session")

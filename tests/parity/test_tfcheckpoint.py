@@ -13,7 +13,7 @@ import pytest
 from ganspace.errors import CheckpointError
 from ganspace.formats.tfcheckpoint import BundleReader, mask_crc
 
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "magenta_small"
+FIXTURE = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "magenta_small"
 PREFIX = FIXTURE / "stage_00012" / "model.ckpt-11000000"
 if not (FIXTURE / "experiment.json").is_file():
     pytest.fail(f"shared fixture missing: {FIXTURE} (CI clones shared/ beside the repo)",

@@ -28,7 +28,7 @@ from ganspace.train.evaluate import (
 
 SR = 16000
 T = np.arange(64000) / SR
-DEFAULT = Path(__file__).resolve().parents[1] / "models" / "default"
+DEFAULT = Path(__file__).resolve().parents[2] / "models" / "default"
 
 
 def tone(f0: float, partials: int = 1, missing_fundamental: bool = False) -> np.ndarray:

@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 
 from ganspace.cli import main
-from ganspace.engine.midi import combine_notes, load_midi, render_midi
+from ganspace.engine.midi import load_midi, render_midi
 from ganspace.errors import InputError
 from ganspace.formats import load_model
 
@@ -75,22 +75,6 @@ def test_short_file_renders_without_nan(small, tmp_path):
     assert len(result.z_instruments) == 1
     assert np.isfinite(result.clip).all()
     assert np.isclose(result.clip.max(), 0.5)  # Magenta normalises by the signed max
-
-
-def test_silent_notes_stay_silent():
-    notes = load_midi_like([60, 62], [0.0, 0.5], [0.4, 0.9])
-    clip = combine_notes(np.zeros((2, 64000)), notes, 16000)
-    assert np.isfinite(clip).all() and not clip.any()
-    negative = -np.abs(np.random.default_rng(0).standard_normal((2, 64000)))
-    clip = combine_notes(negative, notes, 16000)
-    assert np.isfinite(clip).all() and clip.min() < 0  # not flipped to positive by a signed max
-
-
-def load_midi_like(pitches, starts, ends):
-    from ganspace.engine.midi import MidiNotes
-
-    return MidiNotes(np.array(pitches), np.array([100] * len(pitches)), np.array(starts),
-                     np.array(ends))
 
 
 def test_no_playable_notes(small, tmp_path):

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RUFF_PATHS = ["ganspace", "server", "scripts", "tests"]
 MYPY_PATHS = ["ganspace"]  # type-checked packages; extend when another one is clean
 
