@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ganspace.engine.audio import SAMPLE_RATE
 from ganspace.engine.model import GANSynthModel
 from ganspace.errors import InputError
 from ganspace.formats import load_model
@@ -58,7 +59,7 @@ def analysis_window(x: np.ndarray, length: int = 4096) -> np.ndarray:
     return np.asarray(x[start : start + length], dtype=np.float64)
 
 
-def estimate_f0(x: np.ndarray, sample_rate: int = 16000, fmin: float = 30.0,
+def estimate_f0(x: np.ndarray, sample_rate: int = SAMPLE_RATE, fmin: float = 30.0,
                 fmax: float = 2000.0) -> tuple[float, float]:
     """YIN fundamental frequency of a note.
 
@@ -116,7 +117,7 @@ def _vertex(y: np.ndarray, i: int) -> float:
     return float(np.clip(0.5 * (a - c) / denom, -1.0, 1.0)) if denom > 0 else 0.0
 
 
-def spectral_centroid(x: np.ndarray, sample_rate: int = 16000) -> float:
+def spectral_centroid(x: np.ndarray, sample_rate: int = SAMPLE_RATE) -> float:
     """Energy-weighted mean over frames of the spectral centroid (Hz) of ``x`` [T]
     (Hann frames of 2048, hop 512)."""
     frames = np.lib.stride_tricks.sliding_window_view(np.asarray(x, np.float64), 2048)[::512]
@@ -130,7 +131,7 @@ def spectral_centroid(x: np.ndarray, sample_rate: int = 16000) -> float:
     return float((per_frame * weight).sum() / weight.sum())
 
 
-def decay_time(x: np.ndarray, sample_rate: int = 16000, drop_db: float = 20.0) -> float:
+def decay_time(x: np.ndarray, sample_rate: int = SAMPLE_RATE, drop_db: float = 20.0) -> float:
     """Seconds from the loudest 1024-sample frame of ``x`` [T] until the frame RMS first falls
     ``drop_db`` dB below it (until the end of the note if it never does)."""
     hop = 256
