@@ -117,7 +117,7 @@ def compute_directions(
         ``torch.distributed`` (``cov`` only) every rank computes its slice of the N samples and
         returns the same directions.
     """
-    fit = get_estimator(estimator)
+    est = get_estimator(estimator)
     if samples < 2:
         raise InputError(f"samples must be >= 2, got {samples}")
     if batch < 1:
@@ -130,7 +130,7 @@ def compute_directions(
     model.label_for(pitch)
     k = resolve_components(components, samples, dim)
     rank, size = rank_and_size()
-    if size > 1 and not fit.distributed:
+    if size > 1 and not est.distributed:
         spread = names_text(e.name for e in ESTIMATORS.values() if e.distributed)
         raise InputError(f"estimator {estimator} runs in one process; use {spread} under torchrun")
     start, stop = rank_slice(samples, rank, size)
@@ -143,7 +143,7 @@ def compute_directions(
                 bar.update(len(x))
             bar.close()  # before the decomposition, so the bar times the sampling only
 
-        stats = fit.fit(batches(), FitJob(samples, dim, k, batch, model.device))
+        stats = est.fit(batches(), FitJob(samples, dim, k, batch, model.device))
     meta: dict[str, Any] = {
         "estimator": estimator,
         "samples": samples,

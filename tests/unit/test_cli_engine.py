@@ -96,3 +96,12 @@ def test_bench_json(tiny_model_dir, capsys):
 def test_bench_needs_one_model(capsys):
     assert main(["bench"]) == 2
     assert "--random published" in capsys.readouterr().err
+
+
+def test_device_values_are_checked(tiny_model_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["generate", str(tiny_model_dir), "--pitch", "60", "--device", "gpu", "--out",
+              str(tmp_path / "x.wav")])
+    assert exc.value.code == 2
+    assert "expected cpu, cuda or cuda:N, got 'gpu'" in capsys.readouterr().err
+

@@ -198,3 +198,17 @@ def test_torchrun_two_gloo_ranks_equal_one_process(tiny_model_dir, tmp_path):
     np.testing.assert_allclose(two.mean, one.mean, atol=1e-6)
     np.testing.assert_allclose(two.var_ratio, one.var_ratio, rtol=1e-5, atol=1e-8)
     np.testing.assert_allclose(two.components[:TOP], one.components[:TOP], atol=1e-4)
+
+
+def test_the_registry_is_the_one_list_of_estimators():
+    from ganspace.cli import build_parser
+    from ganspace.cli.legacy import build_parser as legacy_parser
+    from ganspace.space.estimators import ESTIMATORS, names_text
+
+    sub = next(a for a in build_parser()._actions if a.dest == "verb")
+    choices = next(a.choices for a in sub.choices["pca"]._actions if a.dest == "estimator")
+    assert list(choices) == list(ESTIMATORS) == ["cov", "ipca", "pca"]
+    assert names_text() == "cov, ipca or pca"
+    help_text = next(a.help for a in legacy_parser()._actions if a.dest == "estimator")
+    assert help_text.startswith("cov (default), ipca or pca;")
+
