@@ -37,12 +37,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
     args = ap.parse_args(argv)
 
-    from ganspace.model import load_model
-    from ganspace_server.bench_server import tiny_model
+    from ganspace.engine.model import random_model
+    from ganspace.formats import load_model
     from ganspace_server.server import Server, ServerConfig
 
     device = None if args.device == "auto" else args.device
-    model = tiny_model(device) if args.model == "tiny" else load_model(args.model, device=device)
+    model = (random_model("tiny", device=device) if args.model == "tiny" else
+              load_model(args.model, device=device))
     sys.setswitchinterval(0.001)
     patch = ROOT / "patches" / "ganspacesynth.pd"
     with tempfile.TemporaryDirectory() as cache, \

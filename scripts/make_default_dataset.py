@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ganspace.dataset import make_dataset
-from ganspace.synthdata import render_wavs
+from ganspace.train.dataset import make_dataset
+from ganspace.train.synthdata import render_wavs
 
 
 def main() -> None:

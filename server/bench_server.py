@@ -15,11 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from ganspace.generator import Generator, GeneratorConfig
-from ganspace.magenta import published_hparams
-from ganspace.model import GANSynthModel, default_pitch, load_model
+from ganspace.engine.model import default_pitch, random_model
+from ganspace.formats import load_model
 from ganspace_server.client import Client
 from ganspace_server.server import Server, ServerConfig
 
@@ -36,24 +34,14 @@ class ModeReport:
     requests: int
 
 
-# TODO(merge): the same tiny model as tests/conftest.py's make_tiny_model; use the shared builder.
-def tiny_model(device: str | None = "cpu") -> GANSynthModel:
-    """A random model with 8 channels per block (fast; it makes noise)."""
-    hp = published_hparams()
-    hp.update(latent_vector_size=8, fmap_base=1024, fmap_max=8)
-    torch.manual_seed(0)
-    cfg = GeneratorConfig.from_hparams(hp, 61, num_blocks=7, progress=6.0)
-    return GANSynthModel(Generator(cfg), hp, list(range(24, 85)), {"source": "bench: tiny"},
-                         device)
-
-
 def _pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
 def run_bench(model_spec: str, requests: int, device: str | None) -> list[ModeReport]:
     """Run ``requests`` timed /synth requests per delivery mode (after 3 warm-ups)."""
-    model = tiny_model(device) if model_spec == "tiny" else load_model(model_spec, device=device)
+    model = (random_model("tiny", device=device) if model_spec == "tiny" else
+              load_model(model_spec, device=device))
     pitch = default_pitch(model.pitches)
     reports = []
     with tempfile.TemporaryDirectory() as cache:

@@ -73,8 +73,8 @@ def _device(name: str) -> str | None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from ganspace.directions import load_directions
-    from ganspace.model import load_model
+    from ganspace.formats import load_model
+    from ganspace.space.directions import load_directions
     from ganspace_server.guard import parse_networks
     from ganspace_server.server import Server, ServerConfig
 

@@ -32,9 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from ganspace.directions import Directions
+from ganspace.engine.model import GANSynthModel, default_pitch
 from ganspace.errors import GanspaceError, InputError
-from ganspace.model import GANSynthModel, default_pitch
+from ganspace.space.directions import Directions
 from ganspace_server import delivery, oscwire, protocol
 from ganspace_server.guard import Network, PathGuard, RateLimitedLog, SourceFilter
 from ganspace_server.handlers.registry import HANDLERS

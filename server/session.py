@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ganspace.engine.model import default_pitch
 from ganspace.errors import InputError
-from ganspace.model import default_pitch
 from ganspace_server import protocol
 
 Address = tuple[str, int]

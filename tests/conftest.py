@@ -1,4 +1,7 @@
-"""Shared test fixtures: the Magenta fixture checkpoint and tiny random native models."""
+"""Shared test fixtures (the Magenta fixture checkpoint, tiny random native models) and the
+markers by folder: every test in ``tests/<folder>/`` is marked ``<folder>`` (``unit``, ``parity``,
+``server``, ``e2e``; registered in pyproject.toml), so ``python -m pytest -m "not e2e"`` skips the
+real-Pd tests and plain ``python -m pytest`` runs everything."""
 
 from __future__ import annotations
 
@@ -8,25 +11,21 @@ from pathlib import Path
 import pytest
 import torch
 
-from ganspace.generator import Generator, GeneratorConfig
-from ganspace.magenta import published_hparams
-from ganspace.model import GANSynthModel
+from ganspace.engine.model import GANSynthModel, random_model
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 MAGENTA_SMALL = SHARED / "fixtures" / "magenta_small"
+FOLDER_MARKERS = ("unit", "parity", "server", "e2e")
 
 
-def make_tiny_model(pitches: list[int] | None = None, latent: int = 8, seed: int = 0,
-                    progress: float = 6.0) -> GANSynthModel:
-    """A random native model with 8 channels per block (fast on CPU; it makes noise, not music)."""
-    pitches = pitches if pitches is not None else list(range(24, 85))
-    hp = published_hparams()
-    hp.update(latent_vector_size=latent, fmap_base=1024, fmap_max=8)
-    torch.manual_seed(seed)
-    cfg = GeneratorConfig.from_hparams(hp, len(pitches), num_blocks=7, progress=progress)
-    return GANSynthModel(Generator(cfg), hp, pitches, {"source": "tests: random tiny"}, "cpu")
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with the name of its folder when that is one of :data:`FOLDER_MARKERS`."""
+    for item in items:
+        folder = item.path.parent.name
+        if folder in FOLDER_MARKERS:
+            item.add_marker(folder)
 
 
 @pytest.fixture(scope="session")
@@ -40,7 +39,7 @@ def magenta_small() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model() -> GANSynthModel:
     """A tiny random model over pitches 24..84 (session-wide; do not mutate)."""
-    return make_tiny_model()
+    return random_model()
 
 
 @pytest.fixture(scope="session")

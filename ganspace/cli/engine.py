@@ -5,11 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import soundfile as sf
 
+from ganspace.cli.args import add_device_arg, add_model_args, add_precision_arg
 from ganspace.errors import InputError
+
+if TYPE_CHECKING:  # verbs import the engine when they run, so --help stays light
+    from ganspace.engine.model import GANSynthModel
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="generate notes as WAV files",
                        description="Generate COUNT notes at one pitch from random (or given) "
                        "latents; writes OUT if one note, else OUT_0.wav, OUT_1.wav, ...")
-    _model_args(p)
+    add_model_args(p)
     p.add_argument("--pitch", type=int, required=True, help="MIDI pitch the model knows")
     p.add_argument("--count", type=int, default=1, help="number of notes (default 1)")
     g = p.add_mutually_exclusive_group()
@@ -41,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("render-midi", help="render a MIDI file with random instruments (Magenta)")
-    _model_args(p)
+    add_model_args(p)
     p.add_argument("midi", type=Path, help="MIDI file")
     p.add_argument("--out", type=Path, required=True, help="output .wav path")
     p.add_argument("--secs-per-instrument", type=float, default=6.0,
@@ -52,9 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="time generation (generator and audio stages separately)")
     p.add_argument("model", type=Path, nargs="?", help="model folder (or use --random published)")
     p.add_argument("--random", choices=["published"], help="random model with published dims")
-    p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
-    p.add_argument("--precision", default="float32", choices=["float32", "bfloat16", "float16"],
-                   help="generator precision (reduced precision on CUDA only)")
+    add_device_arg(p)
+    add_precision_arg(p)
     p.add_argument("--batch", default="1,8", help="comma-separated batch sizes (default 1,8)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per stage (median)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
@@ -66,19 +70,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_bench)
 
 
-def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", type=Path, help="Magenta checkpoint folder or native model folder")
-    p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
-
-
-def _load(args: argparse.Namespace):
-    from ganspace.model import load_model
+def _load(args: argparse.Namespace) -> GANSynthModel:
+    from ganspace.formats import load_model
 
     return load_model(args.model, device=args.device)
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from ganspace.model import MODEL_JSON, load_model
+    from ganspace.formats import load_model
+    from ganspace.formats.native import MODEL_JSON
 
     if (args.out_dir / MODEL_JSON).exists() and not args.force:
         raise InputError(f"{args.out_dir} already holds a model; pass --force to replace it")
@@ -90,11 +90,12 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from ganspace.model import describe_pitches, load_model
+    from ganspace.engine.model import describe_pitches
+    from ganspace.formats import load_model
 
     model = load_model(args.model, device="cpu")
     cfg = model.config
-    info = {
+    info: dict[str, Any] = {
         "path": str(args.model),
         "latent_size": model.latent_size,
         "pitches": describe_pitches(model.pitches),
@@ -153,7 +154,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_render_midi(args: argparse.Namespace) -> int:
-    from ganspace.midi import load_midi, render_midi
+    from ganspace.engine.midi import load_midi, render_midi
 
     model = _load(args)
     result = render_midi(model, load_midi(args.midi), args.secs_per_instrument, args.seed)
@@ -169,8 +170,9 @@ def cmd_render_midi(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     import torch
 
-    from ganspace.bench import random_published_model, run_bench, time_load, timings_as_dicts
-    from ganspace.model import load_model
+    from ganspace.engine.benchmark import run_bench, time_load, timings_as_dicts
+    from ganspace.engine.model import random_model
+    from ganspace.formats import load_model
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -186,7 +188,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise InputError("--load needs a MODEL folder")
     load_s = None
     if args.random:
-        model = random_published_model(args.device, args.precision)
+        model = random_model(args.random, device=args.device, precision=args.precision)
     else:
         model = load_model(args.model, device=args.device, precision=args.precision)
         if args.load:

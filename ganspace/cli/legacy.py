@@ -16,7 +16,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ganspace.cli.args import add_device_arg
 from ganspace.errors import GanspaceError, InputError
+from ganspace.space.estimators import DEFAULT_ESTIMATOR, ESTIMATORS, names_text
 
 REFUSED_ESTIMATORS = {
     "fbpca": "fbpca (randomised PCA) is not offered; cov is exact and faster",
@@ -38,8 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer", default="conv0", help="layer name (default conv0)")
     p.add_argument("--random_z_count", type=int, default=8192,
                    help="number of random latents N (default 8192, the course default)")
-    p.add_argument("--estimator", default="cov",
-                   help="cov (default), ipca or pca; fbpca, ica and spca are refused")
+    p.add_argument("--estimator", default=DEFAULT_ESTIMATOR,
+                   help=names_text(f"{n} (default)" if n == DEFAULT_ESTIMATOR else n
+                                   for n in ESTIMATORS) + "; fbpca, ica and spca are refused")
     p.add_argument("--pca_out_file", type=Path,
                    help="output file (default <ckpt>_<layer>_<estimator>_<N>.safetensors)")
     p.add_argument("--seed", type=int, default=0, help="seed of the latents (default 0)")
@@ -48,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list_layers", action="store_true", help="print the layers and exit")
     p.add_argument("--components", default="512",
                    help="components to keep, or 'all' for full rank like the original (512)")
-    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    add_device_arg(p)
     return p
 
 
@@ -67,24 +70,24 @@ def _out_path(args: argparse.Namespace) -> Path:
 
 def run(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run; user errors print ``error: ...`` and return 2."""
-    from ganspace.directions import save_directions
-    from ganspace.model import load_model
-    from ganspace.pca import compute_directions, torchrun_device, torchrun_group, world
+    from ganspace.distrib import process_device, process_group, rank_and_size
+    from ganspace.formats import load_model
+    from ganspace.space.directions import save_directions
+    from ganspace.space.pca import compute_directions
 
     args = build_parser().parse_args(argv)
     try:
         if args.estimator in REFUSED_ESTIMATORS:
             raise InputError(f"--estimator {args.estimator}: {REFUSED_ESTIMATORS[args.estimator]}"
-                             "; use --estimator cov, ipca or pca")
-        if args.estimator not in ("cov", "ipca", "pca"):
-            raise InputError(f"unknown --estimator {args.estimator!r}; use cov, ipca or pca")
+                             f"; use --estimator {names_text()}")
+        if args.estimator not in ESTIMATORS:
+            raise InputError(f"unknown --estimator {args.estimator!r}; use {names_text()}")
         if args.components == "all":
             components = None
         elif args.components.isdigit():
             components = int(args.components)
         else:
             raise InputError(f"--components takes an integer or 'all', got {args.components!r}")
-        device = torchrun_device(args.device)
         if args.list_layers:
             model = load_model(args.ckpt_dir, device="cpu")
             for name in model.layer_names():
@@ -92,13 +95,14 @@ def run(argv: Sequence[str] | None = None) -> int:
                 print(f"{name}: {h}x{w}x{c} ({h * w * c} values)")
             return 0
         out = _out_path(args)
-        with torchrun_group(device):
+        device = process_device(args.device)
+        with process_group(device):
             model = load_model(args.ckpt_dir, device=device)
             d = compute_directions(model, args.layer, args.random_z_count, seed=args.seed,
                                    pitch=args.pitch, estimator=args.estimator,
                                    components=components, batch=args.pca_batch_size,
                                    progress=True)
-            if world()[0] == 0:
+            if rank_and_size()[0] == 0:
                 save_directions(d, out)
                 print(f"wrote {out}: {d.layer}, K={d.count}, N={args.random_z_count}, "
                       f"estimator {args.estimator}")

@@ -5,17 +5,21 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ganspace.cli.args import add_device_arg, add_model_args
 from ganspace.errors import InputError
+from ganspace.space.estimators import DEFAULT_ESTIMATOR, ESTIMATORS, estimator_help
+
+if TYPE_CHECKING:  # verbs import these when they run
+    from tqdm import tqdm
+
+    from ganspace.engine.model import GANSynthModel
+    from ganspace.space.directions import Directions
 
 SUBTYPES = ("PCM_16", "PCM_24", "FLOAT")
-MAX_GRID_STEPS = 16
-# magma-like colour map anchors (value 0 .. 1 -> RGB)
-_CMAP = np.array([[0, 0, 4], [59, 15, 112], [140, 41, 129], [222, 73, 104], [254, 159, 109],
-                  [252, 253, 191]], dtype=np.float64)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,14 +36,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "LAYER and keep the top K principal components in a safe directions file "
                        "(.safetensors). Under torchrun the cov estimator splits the samples over "
                        "the ranks and gives the same file as one process.")
-    _model_args(p)
+    add_model_args(p)
     p.add_argument("--layer", default="conv0", help="layer name (default conv0; see `layers`)")
     p.add_argument("--samples", type=int, required=True, help="number of random latents N")
     p.add_argument("--seed", type=int, default=0, help="seed of the latents (default 0)")
     p.add_argument("--pitch", type=int, help="MIDI pitch (default 32, or the model's middle one)")
-    p.add_argument("--estimator", default="cov", choices=["cov", "ipca", "pca"],
-                   help="cov: streamed float64 covariance + eigh (default, fastest, any N); "
-                   "ipca: scikit-learn IncrementalPCA; pca: scikit-learn PCA in memory")
+    p.add_argument("--estimator", default=DEFAULT_ESTIMATOR, choices=list(ESTIMATORS),
+                   help=estimator_help())
     p.add_argument("--components", default="512", type=_components,
                    help="components K to keep, or 'all' (default 512)")
     p.add_argument("--batch", type=int, default=256, help="latents per forward pass (256)")
@@ -68,7 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "--subdivisions k (N + (N-1) max(0, k-1) sounds). Each sound is enveloped, "
                        "peak-normalised and placed SPACING seconds after the previous one; the "
                        "mix peaks at 0.5.")
-    _model_args(p)
+    add_model_args(p)
     p.add_argument("--keypoints", type=int, help="number of random keypoint latents N (z space)")
     p.add_argument("--steps", type=int, default=0, help="slerp steps between keypoints M (0)")
     p.add_argument("--seed", type=int, help="seed of the keypoint latents")
@@ -96,7 +99,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Generate STEPS x STEPS notes with coefficients of two "
                        "directions swept over RANGE (first direction left to right, second bottom "
                        "to top) and save their log-mel spectrograms as one PNG.")
-    _model_args(p)
+    add_model_args(p)
     p.add_argument("--directions", type=Path, required=True, help="directions file")
     p.add_argument("--components", type=_ints, default=[0, 1],
                    help="the two direction indices, e.g. 0,1 (default)")
@@ -119,7 +122,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "activations in one run; also report the size of a K=512 directions file.")
     p.add_argument("model", type=Path, nargs="?", help="model folder (or --random published)")
     p.add_argument("--random", choices=["published"], help="random model with published dims")
-    p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
+    add_device_arg(p)
     p.add_argument("--layer", default="conv0", help="layer (default conv0)")
     p.add_argument("--samples", type=int, required=True, help="N")
     p.add_argument("--batch", type=int, default=256, help="activations per batch (256)")
@@ -132,11 +135,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 # ---- argument helpers --------------------------------------------------------------------------
-def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", type=Path, help="Magenta checkpoint folder or native model folder")
-    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
-
-
 def _components(text: str) -> int | None:
     if text == "all":
         return None
@@ -187,14 +185,14 @@ def parse_coefficient_steps(text: str) -> np.ndarray:
     return arr
 
 
-def _load_model(path: Path, device: str | None) -> Any:
-    from ganspace.model import load_model
+def _load_model(path: Path, device: str | None) -> GANSynthModel:
+    from ganspace.formats import load_model
 
     return load_model(path, device=device)
 
 
-def _load_directions(path: Path) -> Any:
-    from ganspace.directions import load_directions
+def _load_directions(path: Path) -> Directions:
+    from ganspace.space.directions import load_directions
 
     return load_directions(path)
 
@@ -214,22 +212,23 @@ def cmd_layers(args: argparse.Namespace) -> int:
 
 
 def cmd_pca(args: argparse.Namespace) -> int:
-    from ganspace.directions import save_directions
-    from ganspace.pca import compute_directions, torchrun_device, torchrun_group, world
+    from ganspace.distrib import process_device, process_group, rank_and_size
+    from ganspace.space.directions import save_directions
+    from ganspace.space.pca import compute_directions
 
-    device = torchrun_device(args.device)
-    with torchrun_group(device):
+    device = process_device(args.device)
+    with process_group(device):
         model = _load_model(args.model, str(device))
         d = compute_directions(model, args.layer, args.samples, seed=args.seed, pitch=args.pitch,
                                estimator=args.estimator, components=args.components,
                                batch=args.batch, progress=not args.no_progress)
-        if world()[0] == 0:
+        if rank_and_size()[0] == 0:
             save_directions(d, args.out, args.dtype)
             _summary(args.out, d)
     return 0
 
 
-def _summary(path: Path, d: Any) -> None:
+def _summary(path: Path, d: Directions) -> None:
     h, w, c = d.shape
     top = ", ".join(f"{v:.3f}" for v in d.var_ratio[:5])
     print(f"wrote {path}: layer {d.layer} ({h}x{w}x{c}), K={d.count}, "
@@ -239,8 +238,8 @@ def _summary(path: Path, d: Any) -> None:
 
 
 def cmd_import_pca(args: argparse.Namespace) -> int:
-    from ganspace.directions import save_directions
-    from ganspace.legacy_pickle import import_legacy_pickle
+    from ganspace.formats.legacy_pickle import import_legacy_pickle
+    from ganspace.space.directions import save_directions
 
     model = _load_model(args.model, "cpu") if args.model else None
     d = import_legacy_pickle(args.pickle, model)
@@ -251,7 +250,7 @@ def cmd_import_pca(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bar(enabled: bool, what: str) -> Any:
+def _bar(enabled: bool, what: str) -> tqdm:
     from tqdm import tqdm
 
     return tqdm(unit="sound", desc=what, disable=True if not enabled else None)  # None: on a tty
@@ -260,8 +259,8 @@ def _bar(enabled: bool, what: str) -> Any:
 def cmd_hallucinate(args: argparse.Namespace) -> int:
     import soundfile as sf
 
-    from ganspace import audio
-    from ganspace.hallucinate import Envelope, hallucinate_coefficients, hallucinate_z
+    from ganspace.engine import audio
+    from ganspace.space.hallucinate import Envelope, hallucinate_coefficients, hallucinate_z
 
     env = Envelope(args.trim, args.attack, args.sustain, args.release)
     env.check(audio.AUDIO_LENGTH / audio.SAMPLE_RATE)  # refuse before loading anything
@@ -278,7 +277,7 @@ def cmd_hallucinate(args: argparse.Namespace) -> int:
     directions = _load_directions(args.directions) if args.directions else None
     model = _load_model(args.model, args.device)
     if args.pitch is None:
-        from ganspace.model import default_pitch
+        from ganspace.engine.model import default_pitch
 
         args.pitch = default_pitch(model.pitches)
     with _bar(not args.no_progress, "hallucinate") as bar:
@@ -287,6 +286,7 @@ def cmd_hallucinate(args: argparse.Namespace) -> int:
             bar.update(done - bar.n)
 
         if steps is not None:
+            assert directions is not None  # checked above: --coefficient-steps needs it
             h = hallucinate_coefficients(model, directions, steps, args.subdivisions, args.pitch,
                                          env, args.spacing, progress=progress)
         else:
@@ -302,89 +302,17 @@ def cmd_hallucinate(args: argparse.Namespace) -> int:
     return 0
 
 
-# ---- grid --------------------------------------------------------------------------------------
-def grid_values(lo: float, hi: float, steps: int) -> np.ndarray:
-    """The coefficient values along each axis: float64 [steps] from lo to hi."""
-    return np.linspace(lo, hi, steps)
-
-
-def grid_coefficients(a: int, b: int, values: np.ndarray) -> np.ndarray:
-    """Coefficients of every grid cell, row-major with the top row first: float32
-    [steps*steps, max(a, b) + 1]; column j sets direction a to ``values[j]``, row i sets
-    direction b to ``values[steps - 1 - i]`` (positive values at the top)."""
-    n = len(values)
-    c = np.zeros((n * n, max(a, b) + 1), dtype=np.float32)
-    for i in range(n):
-        for j in range(n):
-            c[i * n + j, a] = values[j]
-            c[i * n + j, b] = values[n - 1 - i]
-    return c
-
-
-def _colormap(x: np.ndarray) -> np.ndarray:
-    """[..] values in 0..1 -> uint8 [.., 3] RGB."""
-    pos = np.linspace(0.0, 1.0, len(_CMAP))
-    rgb = [np.interp(x, pos, _CMAP[:, ch]) for ch in range(3)]
-    return np.stack(rgb, axis=-1).round().astype(np.uint8)
-
-
-GRID_MARGINS = (72, 24, 12, 40)
-"""Left, top, right, bottom margins of the grid image in pixels (room for the labels)."""
-GRID_GAP = 4
-
-
-def grid_size(steps: int, thumb: int) -> tuple[int, int]:
-    """(width, height) in pixels of a grid image."""
-    left, top, right, bottom = GRID_MARGINS
-    side = steps * thumb + (steps - 1) * GRID_GAP
-    return left + side + right, top + side + bottom
-
-
-def grid_image(logmel: np.ndarray, values: np.ndarray, a: int, b: int, thumb: int,
-               title: str) -> Any:
-    """Compose log-mel thumbnails into one labelled PIL image.
-
-    Args:
-        logmel: [steps*steps, T, M] log mel power per cell (row-major, top row first), T time
-            frames, M mel bins. Shown with time to the right, low frequencies at the bottom, on a
-            colour scale shared by all cells (1st to 99.9th percentile).
-        values: [steps] coefficient values of each axis.
-        a, b: direction indices on the horizontal and vertical axes.
-        thumb: thumbnail side in pixels.
-        title: text above the grid.
-    Returns:
-        RGB ``PIL.Image`` of size :func:`grid_size`.
-    """
-    from PIL import Image, ImageDraw
-
-    n = len(values)
-    lo, hi = np.percentile(logmel, [1.0, 99.9])
-    scaled = np.clip((logmel - lo) / max(hi - lo, 1e-9), 0.0, 1.0)
-    img = Image.new("RGB", grid_size(n, thumb), (255, 255, 255))
-    draw = ImageDraw.Draw(img)
-    left, top, _, _ = GRID_MARGINS
-    for cell, spec in enumerate(scaled):
-        i, j = divmod(cell, n)
-        tile = Image.fromarray(_colormap(spec.T[::-1])).resize((thumb, thumb), Image.BOX)
-        img.paste(tile, (left + j * (thumb + GRID_GAP), top + i * (thumb + GRID_GAP)))
-    side = n * thumb + (n - 1) * GRID_GAP
-    for k, v in enumerate(values):
-        x = left + k * (thumb + GRID_GAP) + thumb // 2
-        draw.text((x, top + side + 4), f"{v:+.2g}", fill=(0, 0, 0), anchor="ma")
-        y = top + (n - 1 - k) * (thumb + GRID_GAP) + thumb // 2
-        draw.text((left - 6, y), f"{v:+.2g}", fill=(0, 0, 0), anchor="rm")
-    draw.text((left + side // 2, top + side + 22), f"direction {a} ->", fill=(0, 0, 0),
-              anchor="ma")
-    draw.text((4, top), f"direction {b}", fill=(0, 0, 0), anchor="la")
-    draw.text((left, 4), title, fill=(0, 0, 0), anchor="la")
-    return img
-
-
 def cmd_grid(args: argparse.Namespace) -> int:
     import soundfile as sf
     import torch
 
-    from ganspace import audio
+    from ganspace.engine import audio
+    from ganspace.space.grid import (
+        MAX_GRID_STEPS,
+        grid_coefficients,
+        grid_image,
+        grid_values,
+    )
 
     if len(args.components) != 2 or min(args.components) < 0:
         raise InputError(f"--components takes two direction indices like 0,1, got "
@@ -402,7 +330,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
     model = _load_model(args.model, args.device)
     directions.check_compatible(model)
     if args.pitch is None:
-        from ganspace.model import default_pitch
+        from ganspace.engine.model import default_pitch
 
         args.pitch = default_pitch(model.pitches)
     values = grid_values(args.range[0], args.range[1], args.steps)
@@ -432,8 +360,8 @@ def cmd_grid(args: argparse.Namespace) -> int:
 def cmd_bench_pca(args: argparse.Namespace) -> int:
     import torch
 
-    from ganspace.bench import random_published_model
-    from ganspace.pca import bench_pca
+    from ganspace.engine.model import random_model
+    from ganspace.space.pca_bench import bench_pca
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -441,7 +369,7 @@ def cmd_bench_pca(args: argparse.Namespace) -> int:
         raise InputError("give a MODEL folder or --random published (one of them)")
     if args.samples < 2 or args.batch < 1:
         raise InputError("--samples must be >= 2 and --batch >= 1")
-    model = (random_published_model(args.device) if args.random
+    model = (random_model(args.random, device=args.device) if args.random
              else _load_model(args.model, args.device))
     out = bench_pca(model, args.layer, args.samples, batch=args.batch,
                     compare_ipca=args.compare_ipca, ipca_components=args.ipca_components)

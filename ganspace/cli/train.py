@@ -7,9 +7,11 @@ import argparse
 import json
 from pathlib import Path
 
+from ganspace.cli.args import add_device_arg
+
 
 def _chop(args: argparse.Namespace) -> int:
-    from ganspace.dataset import chop
+    from ganspace.train.dataset import chop
 
     written = chop(args.inputs, args.out, pitch=args.pitch, hop=args.hop)
     print(f"{len(written)} chunks -> {args.out}")
@@ -17,7 +19,7 @@ def _chop(args: argparse.Namespace) -> int:
 
 
 def _pad(args: argparse.Namespace) -> int:
-    from ganspace.dataset import pad
+    from ganspace.train.dataset import pad
 
     written = pad(args.inputs, args.out, pitch=args.pitch, peak=args.peak)
     print(f"{len(written)} sounds -> {args.out}")
@@ -25,7 +27,7 @@ def _pad(args: argparse.Namespace) -> int:
 
 
 def _make(args: argparse.Namespace) -> int:
-    from ganspace.dataset import make_dataset
+    from ganspace.train.dataset import make_dataset
 
     ds = make_dataset(args.folder, args.out)
     print(f"{len(ds.names)} notes, {len(ds.pitch_set)} pitches "
@@ -34,7 +36,7 @@ def _make(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from ganspace.train import TrainOptions, train
+    from ganspace.train.trainer import TrainOptions, train
 
     out = train(TrainOptions(
         dataset=args.dataset, out=args.out, config=args.config, images=args.images,
@@ -47,7 +49,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from ganspace.evaluate import evaluate, format_report
+    from ganspace.train.evaluate import evaluate, format_report
 
     report = evaluate(args.model, count=args.count, seed=args.seed, directions=args.directions,
                       components=args.components, device=args.device)
@@ -80,7 +82,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("out", type=Path, help="dataset folder to create (must not exist)")
     p.set_defaults(func=_make)
 
-    from ganspace.train import CONFIGS
+    from ganspace.train.schedule import CONFIGS
 
     p = sub.add_parser("train", help="train a GANSynth model (progressive WGAN-GP)")
     p.add_argument("dataset", type=Path, help="dataset folder (ganspacesynth dataset make)")
@@ -90,7 +92,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--images", type=int, default=None,
                    help="total training images (default: the config's total_num_images)")
     p.add_argument("--batch", type=int, default=None, help="global batch size for all stages")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    add_device_arg(p)
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint-minutes", type=float, default=10.0,
@@ -107,6 +109,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--directions", type=Path, default=None,
                    help="GANSpace directions file: measure what the first components change")
     p.add_argument("--components", type=int, default=4, help="components to measure (default 4)")
-    p.add_argument("--device", default=None, help="cpu or cuda")
+    add_device_arg(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_eval)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ganspace.errors import InputError
-from ganspace.hallucinate import (
+from ganspace.space.hallucinate import (
     Envelope,
     check_request,
     coefficient_count,

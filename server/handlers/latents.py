@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ganspace.engine.latent import slerp
 from ganspace.errors import InputError
-from ganspace.latent import slerp
 from ganspace_server import oscwire
 from ganspace_server.handlers.registry import handler
 from ganspace_server.schema import Request

@@ -9,9 +9,9 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ganspace.directions import load_directions
 from ganspace.errors import GanspaceError, InputError
-from ganspace.model import load_model
+from ganspace.formats import load_model
+from ganspace.space.directions import load_directions
 from ganspace_server.handlers.registry import handler
 from ganspace_server.handlers.session import broadcast_status
 from ganspace_server.schema import Request

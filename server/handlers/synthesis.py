@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ganspace.directions import Directions
 from ganspace.errors import InputError
+from ganspace.space.directions import Directions
 from ganspace_server.handlers.latents import z_slot
 from ganspace_server.handlers.registry import handler
 from ganspace_server.jobs import Job, Result

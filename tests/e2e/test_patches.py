@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from ganspace.directions import Directions, save_directions
+from ganspace.space.directions import Directions, save_directions
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "pd"))
 from pdrunner import PdSession, free_udp_port, pd_binary  # noqa: E402

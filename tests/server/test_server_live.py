@@ -16,12 +16,11 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import make_tiny_model
 from pythonosc.osc_message_builder import OscMessageBuilder
 
-from ganspace.directions import Directions, load_directions, save_directions
-from ganspace.hallucinate import Envelope, hallucinate_coefficients, hallucinate_z
-from ganspace.model import GANSynthModel
+from ganspace.engine.model import GANSynthModel, random_model
+from ganspace.space.directions import Directions, load_directions, save_directions
+from ganspace.space.hallucinate import Envelope, hallucinate_coefficients, hallucinate_z
 from ganspace_server import oscwire, protocol
 from ganspace_server.client import Client, ServerError
 from ganspace_server.schema import Command
@@ -47,7 +46,7 @@ def root(tmp_path_factory: pytest.TempPathFactory, tiny_model: GANSynthModel) ->
     """A model root: tiny/, tiny2/ (other weights), broken/, dirs.safetensors, evil.pkl."""
     root = tmp_path_factory.mktemp("root")
     tiny_model.save(root / "tiny")
-    make_tiny_model(seed=1).save(root / "tiny2")
+    random_model(seed=1).save(root / "tiny2")
     (root / "broken").mkdir()
     (root / "broken" / "model.json").write_text("{not json")
     save_directions(_directions(tiny_model), root / "dirs.safetensors", dtype="float32")

@@ -1,0 +1,439 @@
+"""The GANSynth progressive generator in PyTorch, faithful to Magenta's ``networks.generator``.
+
+Two modules share one set of weights:
+
+- :class:`Generator` is the trainable network. Its parameters are stored as Magenta stores them
+  (kernels *without* the equalized-learning-rate scale, PyTorch layout ``[cout, cin, kh, kw]``), so
+  a Magenta checkpoint, a native model and a training run all use the same state dict.
+- :class:`FastGenerator` is an inference-only copy derived from a ``Generator``: scales folded into
+  the weights, block 1's ``conv0`` as one matrix product, every "nearest upsample x2 then 3x3 conv"
+  as four 2x2 convolutions on the small image (2.25x fewer multiply-adds, exactly the same maths),
+  and ``to_rgb`` heads with blend weight 0 skipped.
+
+Layout is NCHW: ``[B, C, H, W]``, H = time frames, W = mel bins. Layer names follow the SopiMlab
+fork: ``conv0``, ``conv1`` (block 1), then ``conv0_<k>``, ``conv1_<k>`` for blocks k = 2, 3, ...
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ganspace.errors import InputError, ModelFormatError
+
+LayerEdit = tuple[str, Callable[[Tensor], Tensor]]
+"""``(layer_name, fn)``: ``fn`` receives that layer's activation ``[B, C, H, W]`` and returns the
+replacement of the same shape. With ``z=None`` the function must ignore its input (noz mode)."""
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Architecture of a GANSynth generator (the subset of Magenta's hparams that shapes it).
+
+    ``num_resolutions`` fixes the output size, ``num_blocks`` the blocks of the current stage
+    (``(stage_id + 1) // 2 + 1``). ``progress`` (0 .. num_blocks - 1) sets the fade-in blend.
+    """
+
+    latent_size: int
+    num_pitches: int
+    num_blocks: int
+    num_resolutions: int = 7
+    fmap_base: int = 4096
+    fmap_decay: float = 1.0
+    fmap_max: int = 256
+    start_height: int = 2
+    start_width: int = 16
+    scale_base: int = 2
+    kernel_size: int = 3
+    progress: float = 6.0
+
+    @classmethod
+    def from_hparams(
+        cls, hparams: dict[str, Any], num_pitches: int, num_blocks: int, progress: float
+    ) -> GeneratorConfig:
+        """Build a config from Magenta-style hparams (``experiment.json`` merged with defaults)."""
+        if hparams.get("simple_arch"):
+            raise ModelFormatError("simple_arch generators are not supported (only progressive)")
+        if hparams.get("to_rgb_activation", "tanh") != "tanh":
+            raise ModelFormatError(
+                f"to_rgb_activation {hparams['to_rgb_activation']!r} is not supported (tanh only)"
+            )
+        if int(hparams.get("scale_base", 2)) != 2:
+            raise ModelFormatError("only scale_base 2 is supported")
+        return cls(
+            latent_size=int(hparams["latent_vector_size"]),
+            num_pitches=num_pitches,
+            num_blocks=num_blocks,
+            num_resolutions=int(hparams["num_resolutions"]),
+            fmap_base=int(hparams["fmap_base"]),
+            fmap_decay=float(hparams["fmap_decay"]),
+            fmap_max=int(hparams["fmap_max"]),
+            start_height=int(hparams["start_height"]),
+            start_width=int(hparams["start_width"]),
+            scale_base=int(hparams.get("scale_base", 2)),
+            kernel_size=int(hparams.get("kernel_size", 3)),
+            progress=float(progress),
+        )
+
+    def channels(self, block: int) -> int:
+        """Channels of block k (1-based): ``min(fmap_base / 2**(k*decay), fmap_max)``."""
+        return int(min(self.fmap_base / 2 ** (block * self.fmap_decay), self.fmap_max))
+
+    def resolution(self, block: int) -> tuple[int, int]:
+        """(H, W) of block ``block``'s output."""
+        f = self.scale_base ** (block - 1)
+        return self.start_height * f, self.start_width * f
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        """(H, W) of the generator output (always the final resolution)."""
+        return self.resolution(self.num_resolutions)
+
+    def layer_names(self) -> list[str]:
+        """Names of every conv layer output, in forward order."""
+        names = []
+        for k in range(1, self.num_blocks + 1):
+            suffix = "" if k == 1 else f"_{k}"
+            names += [f"conv0{suffix}", f"conv1{suffix}"]
+        return names
+
+    def layer_index(self, name: str) -> tuple[int, int]:
+        """(block 1-based, conv 0 or 1) of a layer name; InputError listing valid names."""
+        names = self.layer_names()
+        if name not in names:
+            raise InputError(f"unknown layer {name!r}; this model has: {', '.join(names)}")
+        i = names.index(name)
+        return i // 2 + 1, i % 2
+
+    def layer_shape(self, name: str) -> tuple[int, int, int]:
+        """(H, W, C) of a layer's output."""
+        block, _ = self.layer_index(name)
+        h, w = self.resolution(block)
+        return h, w, self.channels(block)
+
+    def alphas(self) -> list[float]:
+        """Blend weight of each block's ``to_rgb`` head: ``max(0, min(p - (k - 2), k - p))``."""
+        p = self.progress
+        return [max(0.0, min(p - (k - 2), k - p)) for k in range(1, self.num_blocks + 1)]
+
+
+def pixel_norm(x: Tensor, eps: float = 1e-8) -> Tensor:
+    """Normalise each pixel's features over channels (dim 1): ``x * rsqrt(mean(x^2) + eps)``."""
+    return x * torch.rsqrt(x.square().mean(dim=1, keepdim=True) + eps)
+
+
+def _act(x: Tensor) -> Tensor:
+    return pixel_norm(F.leaky_relu(x, 0.2))
+
+
+def _act_inplace(x: Tensor) -> Tensor:
+    """``pixel_norm(leaky_relu(x))`` overwriting x in three memory passes (inference only; fastest
+    on channels_last tensors, where the channel reduction is contiguous)."""
+    x = F.leaky_relu_(x, 0.2)
+    inv = torch.linalg.vector_norm(x, dim=1, keepdim=True)
+    inv = inv.mul_(x.shape[1] ** -0.5).square_().add_(1e-8).rsqrt_()
+    return x.mul_(inv)
+
+
+def he_scale(cin: int, kh: int, kw: int, slope: float) -> float:
+    """Equalized-learning-rate scale ``sqrt(2 / ((1 + slope^2) * kh * kw * cin))``."""
+    return math.sqrt(2.0 / ((1.0 + slope * slope) * kh * kw * cin))
+
+
+class EqConv2d(nn.Module):
+    """Conv with runtime He scale: ``conv2d(x, W) * scale + b``; ``W`` is stored unscaled."""
+
+    def __init__(self, cin: int, cout: int, kh: int, kw: int, slope: float, padding: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(cout, cin, kh, kw))
+        self.bias = nn.Parameter(torch.zeros(cout))
+        self.scale = he_scale(cin, kh, kw, slope)
+        self.padding = padding
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: [B, cin, H, W] -> [B, cout, H', W']."""
+        return F.conv2d(x, self.weight * self.scale, self.bias, padding=self.padding)
+
+
+class FirstConv(nn.Module):
+    """Block 1 ``conv0``: the 1x1 latent image zero-padded and convolved VALID with a
+    ``start_h x start_w`` kernel, written as one matrix product (only one input pixel is non-zero;
+    fan-in still counts the whole kernel, as in Magenta)."""
+
+    def __init__(self, cin: int, cout: int, kh: int, kw: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(cout, cin, kh, kw))
+        self.bias = nn.Parameter(torch.zeros(cout))
+        self.scale = he_scale(cin, kh, kw, 0.0)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: [B, cin] (pixel-normalised latent) -> [B, cout, kh, kw]."""
+        w = self.weight.flip((2, 3)) * self.scale
+        return torch.einsum("bc,ochw->bohw", x, w) + self.bias[:, None, None]
+
+
+class Block(nn.Module):
+    """A progressive block: (upsample x2 unless first) -> conv0 -> conv1, each pixel-norm(lrelu)."""
+
+    def __init__(self, cfg: GeneratorConfig, block: int) -> None:
+        super().__init__()
+        cout, k = cfg.channels(block), cfg.kernel_size
+        if block == 1:
+            cin = cfg.latent_size + cfg.num_pitches
+            self.conv0: FirstConv | EqConv2d = FirstConv(cin, cout, cfg.start_height,
+                                                         cfg.start_width)
+        else:
+            self.conv0 = EqConv2d(cfg.channels(block - 1), cout, k, k, 0.0, k // 2)
+        self.conv1 = EqConv2d(cout, cout, k, k, 0.0, k // 2)
+
+
+class _GeneratorBase(nn.Module, abc.ABC):
+    """Shared forward skeleton: input normalisation, layer read/override, to_rgb blend."""
+
+    cfg: GeneratorConfig
+
+    def layer_names(self) -> list[str]:
+        """Layer names in forward order (``conv0``, ``conv1``, ``conv0_2``, ...)."""
+        return self.cfg.layer_names()
+
+    def layer_shape(self, name: str) -> tuple[int, int, int]:
+        """(H, W, C) of a layer's output."""
+        return self.cfg.layer_shape(name)
+
+    def _input(self, z: Tensor, labels: Tensor) -> Tensor:
+        """[B, Z + P] pixel-normalised ``concat(z, one_hot(labels))``."""
+        one_hot = F.one_hot(labels.long(), self.cfg.num_pitches).to(z.dtype)
+        return pixel_norm(torch.cat([z, one_hot], dim=1))
+
+    @abc.abstractmethod
+    def _conv(self, block: int, conv: int, x: Tensor) -> Tensor:
+        """Run conv ``conv`` (0 or 1) of block ``block`` (1-based), activation included:
+        x [B, C, H, W] (block 1 conv0: the [B, Z + P] input) -> [B, C', H', W']."""
+
+    @abc.abstractmethod
+    def _to_rgb(self, block: int, x: Tensor) -> Tensor:
+        """tanh(to_rgb) of block ``block``'s output: [B, C, H, W] -> [B, 2, H, W]."""
+
+    def _run(
+        self, z: Tensor | None, labels: Tensor, stop_at: str | None, edit: LayerEdit | None
+    ) -> Tensor:
+        cfg = self.cfg
+        names = cfg.layer_names()
+        alphas = cfg.alphas()
+        last_alive = max(k for k, a in enumerate(alphas, 1) if a > 0)
+        if stop_at is not None:
+            cfg.layer_index(stop_at)
+        replaced = -1  # in noz mode, layers up to the edited one are not computed
+        if edit is not None:
+            block, _ = cfg.layer_index(edit[0])
+            if z is None:
+                replaced = names.index(edit[0])
+                if any(a > 0 for a in alphas[: block - 1]):
+                    raise InputError(f"noz mode at {edit[0]!r} would skip a blended to_rgb head")
+        elif z is None:
+            raise InputError("z is required unless a layer edit replaces a layer (noz mode)")
+        full = cfg.output_size
+        x = None if z is None else self._input(z, labels)
+        out: Tensor | None = None
+        for i, name in enumerate(names):
+            block, conv = i // 2 + 1, i % 2
+            if i > replaced:
+                assert x is not None
+                x = self._conv(block, conv, x)
+            if edit is not None and name == edit[0]:
+                if x is None:
+                    h, w, c = cfg.layer_shape(name)
+                    x = torch.zeros((labels.shape[0], c, h, w), device=labels.device)
+                x = edit[1](x)
+            if name == stop_at:
+                assert x is not None
+                return x
+            if conv == 1 and alphas[block - 1] > 0:
+                assert x is not None
+                rgb = self._to_rgb(block, x)
+                if rgb.shape[-2:] != full:
+                    rgb = F.interpolate(rgb, size=full, mode="nearest")
+                if alphas[block - 1] != 1.0:
+                    rgb = rgb * alphas[block - 1]
+                out = rgb if out is None else out + rgb
+            if conv == 1 and block == last_alive:
+                break
+        assert out is not None
+        return out
+
+    def forward(
+        self, z: Tensor | None, labels: Tensor, edit: LayerEdit | None = None
+    ) -> Tensor:
+        """Generate the tanh blend (Magenta's ``predictions_tanh_blend``).
+
+        Args:
+            z: [B, latent_size] float latents, or None in noz mode (``edit`` must then set a layer).
+            labels: [B] int pitch-class indices (index into the model's sorted pitches).
+            edit: optional ``(layer, fn)`` overriding that layer's output [B, C, H, W].
+        Returns:
+            [B, 2, H, W] (NCHW; channel 0 log-magnitude, 1 IF, both normalised to [-1, 1]).
+        """
+        return self._run(z, labels, None, edit)
+
+    def activations(self, z: Tensor, labels: Tensor, layer: str) -> Tensor:
+        """Output of ``layer`` for latents z [B, Z] and labels [B] -> [B, C, H, W]; later layers
+        are not computed."""
+        return self._run(z, labels, layer, None)
+
+
+class Generator(_GeneratorBase):
+    """Trainable GANSynth generator; ``state_dict`` names: ``blocks.{k-1}.conv{0,1}.{weight,bias}``,
+    ``to_rgb.{k-1}.{weight,bias}`` (k = 1..num_blocks)."""
+
+    def __init__(self, cfg: GeneratorConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.blocks = nn.ModuleList(Block(cfg, k) for k in range(1, cfg.num_blocks + 1))
+        self.to_rgb = nn.ModuleList(
+            EqConv2d(cfg.channels(k), 2, 1, 1, 1.0, 0) for k in range(1, cfg.num_blocks + 1)
+        )
+
+    def block(self, k: int) -> Block:
+        """Block k (1-based)."""
+        return cast(Block, self.blocks[k - 1])
+
+    def rgb_head(self, k: int) -> EqConv2d:
+        """The ``to_rgb`` head of block k (1-based)."""
+        return cast(EqConv2d, self.to_rgb[k - 1])
+
+    def _conv(self, block: int, conv: int, x: Tensor) -> Tensor:
+        b = self.block(block)
+        if conv == 0:
+            if block > 1:
+                x = F.interpolate(x, scale_factor=self.cfg.scale_base, mode="nearest")
+            return _act(b.conv0(x))
+        return _act(b.conv1(x))
+
+    def _to_rgb(self, block: int, x: Tensor) -> Tensor:
+        return torch.tanh(self.rgb_head(block)(x))
+
+    def num_parameters(self) -> int:
+        """Number of trainable scalars."""
+        return sum(p.numel() for p in self.parameters())
+
+    @classmethod
+    def from_state_dict(
+        cls, cfg: GeneratorConfig, state: dict[str, Tensor], source: str | Path
+    ) -> Generator:
+        """A generator of architecture ``cfg`` holding ``state`` (as float32, without a random
+        initialisation first); ModelFormatError naming ``source`` when the names or shapes do
+        not fit the architecture."""
+        with torch.device("meta"):
+            gen = cls(cfg)
+        expected = gen.state_dict()
+        missing = sorted(set(expected) - set(state))
+        extra = sorted(set(state) - set(expected))
+        if missing or extra:
+            raise ModelFormatError(
+                f"{source}: weights do not fit the architecture (missing: {missing[:4]}, "
+                f"unexpected: {extra[:4]})"
+            )
+        for k, v in expected.items():
+            if tuple(state[k].shape) != tuple(v.shape):
+                raise ModelFormatError(
+                    f"{source}: tensor {k} has shape {list(state[k].shape)}, expected "
+                    f"{list(v.shape)}"
+                )
+        gen.load_state_dict({k: v.float() for k, v in state.items()}, assign=True)
+        return gen
+
+
+def subpixel_kernels(w: Tensor) -> Tensor:
+    """Turn a 3x3 kernel applied after nearest x2 upsampling into four 2x2 kernels on the small
+    image.
+
+    Output pixel (2i + a, 2j + b) of ``conv3x3(upsample(x))`` equals a 2x2 conv of x over rows
+    (i - 1 + a, i + a) and columns (j - 1 + b, j + b): for parity 0 the taps {-1} and {0, +1} of the
+    3x3 kernel collapse, for parity 1 the taps {-1, 0} and {+1}.
+
+    Args:
+        w: [cout, cin, 3, 3].
+    Returns:
+        [4 * cout, cin, 2, 2], parity-major (a, b) = (0,0), (0,1), (1,0), (1,1).
+    """
+    def fold(k: Tensor, dim: int, parity: int) -> Tensor:
+        t0, t1, t2 = k.unbind(dim)
+        pair = (t0, t1 + t2) if parity == 0 else (t0 + t1, t2)
+        return torch.stack(pair, dim)
+
+    kernels = [fold(fold(w, 2, a), 3, b) for a in (0, 1) for b in (0, 1)]
+    return torch.cat(kernels, dim=0)
+
+
+class FastGenerator(_GeneratorBase):
+    """Inference-only generator with folded weights (see module docstring). Build it with
+    :meth:`from_generator`; it holds buffers, no parameters, and gives the same output as the
+    ``Generator`` it came from (float32 rounding aside)."""
+
+    def __init__(self, cfg: GeneratorConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self._convs: dict[str, tuple[Tensor, Tensor]] = {}
+
+    @classmethod
+    @torch.no_grad()
+    def from_generator(cls, gen: Generator) -> FastGenerator:
+        """Fold scales and rewrite the upsampling convolutions of ``gen``."""
+        fast = cls(gen.cfg)
+        for k in range(1, gen.cfg.num_blocks + 1):
+            block = gen.block(k)
+            c0 = block.conv0
+            if k == 1:
+                w = (c0.weight.flip((2, 3)) * c0.scale).transpose(0, 1).flatten(1)
+                fast._put(f"c0_{k}", w, c0.bias.detach())  # [cin, cout*kh*kw]
+            else:
+                w = subpixel_kernels(c0.weight * c0.scale)
+                fast._put(f"c0_{k}", w, c0.bias.detach())
+            fast._put(f"c1_{k}", block.conv1.weight * block.conv1.scale, block.conv1.bias)
+            rgb = gen.rgb_head(k)
+            fast._put(f"rgb_{k}", rgb.weight * rgb.scale, rgb.bias)
+        return fast
+
+    def _put(self, name: str, weight: Tensor, bias: Tensor) -> None:
+        weight = weight.detach().clone()
+        if weight.dim() == 4:
+            weight = weight.contiguous(memory_format=torch.channels_last)
+        self.register_buffer(f"{name}_w", weight)
+        self.register_buffer(f"{name}_b", bias.detach().clone().contiguous())
+
+    def _wb(self, name: str) -> tuple[Tensor, Tensor]:
+        return getattr(self, f"{name}_w"), getattr(self, f"{name}_b")
+
+    def _conv(self, block: int, conv: int, x: Tensor) -> Tensor:
+        if x.dim() == 4:  # no-op except after a layer edit
+            x = x.contiguous(memory_format=torch.channels_last)
+        if conv == 1:
+            w, b = self._wb(f"c1_{block}")
+            return _act_inplace(F.conv2d(x, w, b, padding=w.shape[-1] // 2))
+        w, b = self._wb(f"c0_{block}")
+        if block == 1:
+            h, wd = self.cfg.start_height, self.cfg.start_width
+            y = torch.addmm(b.repeat_interleave(h * wd), x, w).view(x.shape[0], -1, h, wd)
+            return _act_inplace(y.contiguous(memory_format=torch.channels_last))
+        bsz, _, h, wd = x.shape
+        cout = b.shape[0]
+        y = F.conv2d(F.pad(x, (1, 1, 1, 1)), w, b.repeat(4))  # [B, 4*cout, H+1, W+1]
+        y = y.permute(0, 2, 3, 1).view(bsz, h + 1, wd + 1, 2, 2, cout)
+        out = y.new_empty((bsz, h, 2, wd, 2, cout))
+        for a in (0, 1):
+            for c in (0, 1):
+                out[:, :, a, :, c] = y[:, a : a + h, c : c + wd, a, c]
+        out = out.view(bsz, 2 * h, 2 * wd, cout).permute(0, 3, 1, 2)  # channels_last memory
+        return _act_inplace(out)
+
+    def _to_rgb(self, block: int, x: Tensor) -> Tensor:
+        w, b = self._wb(f"rgb_{block}")
+        return torch.tanh(F.conv2d(x, w, b))

@@ -1,0 +1,1 @@
+"""GANSpace: directions files, PCA of a generator layer, hallucination."""

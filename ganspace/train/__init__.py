@@ -1,0 +1,1 @@
+"""Training: datasets, synthetic notes, the discriminator, the trainer, evaluation."""

@@ -1,0 +1,301 @@
+"""Objective checks of a model: pitch accuracy of random notes, silence/NaN, and what GANSpace
+directions change.
+
+- :func:`estimate_f0`: YIN (de Cheveigné & Kawahara 2002: cumulative-mean-normalised difference,
+  absolute threshold, parabolic interpolation of the difference function, refined on the
+  furthest multiple of the period) on a 4096-sample window at the loudest part of
+  the note (the sustained part for held notes, just after the attack for plucked ones).
+- :func:`spectral_centroid` and :func:`decay_time`: simple timbre and envelope descriptors.
+- :func:`evaluate`: ``count`` random notes (z ~ N(0, 1), pitches drawn uniformly from the
+  model's pitch set); a note counts as *in tune* when it is finite, not silent, voiced, and its
+  f0 is within +-50 cents of its MIDI pitch. With directions, every one of the first components
+  is applied with coefficients -2 and +2 to the same notes, and the mean change of the
+  descriptors is reported.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ganspace.engine.audio import SAMPLE_RATE
+from ganspace.engine.model import GANSynthModel
+from ganspace.errors import InputError
+from ganspace.formats import load_model
+from ganspace.space.directions import Directions, load_directions
+from ganspace.train.synthdata import midi_to_hz
+
+#: A note whose absolute peak is below this is silent.
+SILENCE_PEAK = 1e-3
+#: YIN's absolute threshold on the normalised difference function.
+YIN_THRESHOLD = 0.15
+#: Windows whose best normalised difference stays above this are unvoiced (no f0).
+VOICED_MAX = 0.5
+IN_TUNE_CENTS = 50.0
+
+
+def cents(f0: float, pitch: float) -> float:
+    """Deviation in cents of ``f0`` (Hz) from MIDI ``pitch``: ``1200 * log2(f0 / f(pitch))``."""
+    return float(1200.0 * np.log2(f0 / midi_to_hz(pitch)))
+
+
+def _frame_rms(x: np.ndarray, frame: int, hop: int) -> np.ndarray:
+    """RMS of ``x`` [T] in frames of ``frame`` samples every ``hop`` -> [F]."""
+    if len(x) < frame:
+        x = np.pad(x, (0, frame - len(x)))
+    frames = np.lib.stride_tricks.sliding_window_view(x, frame)[::hop]
+    return np.sqrt(np.mean(np.square(frames, dtype=np.float64), axis=1))
+
+
+def analysis_window(x: np.ndarray, length: int = 4096) -> np.ndarray:
+    """The ``length``-sample window of ``x`` [T] that starts at its loudest 1024-sample frame
+    (moved back so that it fits), float64."""
+    hop = 256
+    rms = _frame_rms(x, 1024, hop)
+    start = min(int(np.argmax(rms)) * hop, max(0, len(x) - length))
+    return np.asarray(x[start : start + length], dtype=np.float64)
+
+
+def estimate_f0(x: np.ndarray, sample_rate: int = SAMPLE_RATE, fmin: float = 30.0,
+                fmax: float = 2000.0) -> tuple[float, float]:
+    """YIN fundamental frequency of a note.
+
+    Args:
+        x: [T] audio (at least ``4096 + sample_rate / fmin`` samples are used when present).
+        sample_rate: Hz.
+        fmin, fmax: search range in Hz.
+    Returns:
+        ``(f0 Hz, aperiodicity)``; f0 is NaN when the window is unvoiced (aperiodicity, the
+        normalised difference at the chosen lag, above :data:`VOICED_MAX`) or silent.
+    """
+    tau_min = max(2, int(sample_rate / fmax))
+    tau_max = int(np.ceil(sample_rate / fmin))
+    win = 4096
+    seg = analysis_window(np.asarray(x), win + tau_max + 2)
+    if len(seg) < win + tau_max + 2 or not np.any(seg):
+        return float("nan"), 1.0
+    # d(tau) = sum_{j<W} (x_j - x_{j+tau})^2 = E0 + E(tau) - 2 r(tau), via FFT correlation.
+    n = 1 << int(np.ceil(np.log2(len(seg) + win)))
+    spec_a = np.fft.rfft(seg[:win], n)
+    spec_b = np.fft.rfft(seg, n)
+    r = np.fft.irfft(np.conj(spec_a) * spec_b, n)[: tau_max + 2]
+    sq = np.concatenate([[0.0], np.cumsum(seg**2)])
+    energy = sq[win : win + tau_max + 2] - sq[: tau_max + 2]
+    d = np.maximum(sq[win] + energy - 2.0 * r, 0.0)
+    cmnd = np.ones_like(d)
+    running = np.cumsum(d[1:])
+    cmnd[1:] = d[1:] * np.arange(1, len(d)) / np.maximum(running, 1e-300)
+    search = cmnd[tau_min : tau_max + 1]
+    below = np.flatnonzero(search < YIN_THRESHOLD)
+    if len(below):
+        tau = tau_min + int(below[0])
+        while tau + 1 <= tau_max and cmnd[tau + 1] < cmnd[tau]:
+            tau += 1
+    else:
+        tau = tau_min + int(np.argmin(search))
+    aperiodicity = float(cmnd[tau])
+    if aperiodicity > VOICED_MAX:
+        return float("nan"), aperiodicity
+    period = tau + _vertex(d, tau)
+    # Refine on the furthest multiple of the period in range: the error shrinks by that factor.
+    m = int(tau_max // period)
+    if m > 1:
+        centre = int(round(m * period))
+        lo, hi = max(1, centre - 2), min(len(d) - 2, centre + 2)
+        j = lo + int(np.argmin(d[lo : hi + 1]))
+        period = (j + _vertex(d, j)) / m
+    return float(sample_rate / period), aperiodicity
+
+
+def _vertex(y: np.ndarray, i: int) -> float:
+    """Offset in [-1, 1] of the vertex of the parabola through ``y[i-1], y[i], y[i+1]``."""
+    a, b, c = y[i - 1], y[i], y[i + 1]
+    denom = a - 2.0 * b + c
+    return float(np.clip(0.5 * (a - c) / denom, -1.0, 1.0)) if denom > 0 else 0.0
+
+
+def spectral_centroid(x: np.ndarray, sample_rate: int = SAMPLE_RATE) -> float:
+    """Energy-weighted mean over frames of the spectral centroid (Hz) of ``x`` [T]
+    (Hann frames of 2048, hop 512)."""
+    frames = np.lib.stride_tricks.sliding_window_view(np.asarray(x, np.float64), 2048)[::512]
+    mag = np.abs(np.fft.rfft(frames * np.hanning(2048), axis=1))
+    freqs = np.fft.rfftfreq(2048, 1.0 / sample_rate)
+    total = mag.sum(axis=1)
+    if not total.sum() > 0:
+        return float("nan")
+    per_frame = (mag * freqs).sum(axis=1) / np.maximum(total, 1e-12)
+    weight = (mag**2).sum(axis=1)
+    return float((per_frame * weight).sum() / weight.sum())
+
+
+def decay_time(x: np.ndarray, sample_rate: int = SAMPLE_RATE, drop_db: float = 20.0) -> float:
+    """Seconds from the loudest 1024-sample frame of ``x`` [T] until the frame RMS first falls
+    ``drop_db`` dB below it (until the end of the note if it never does)."""
+    hop = 256
+    rms = _frame_rms(x, 1024, hop)
+    peak = int(np.argmax(rms))
+    if not rms[peak] > 0:
+        return float("nan")
+    below = np.flatnonzero(rms[peak:] < rms[peak] * 10.0 ** (-drop_db / 20.0))
+    frames = int(below[0]) if len(below) else len(rms) - peak
+    return frames * hop / sample_rate
+
+
+def _generate(model: GANSynthModel, z: np.ndarray, pitches: np.ndarray, **kw: Any) -> np.ndarray:
+    return model.generate(z, [int(p) for p in pitches], **kw)
+
+
+def pitch_report(notes: np.ndarray, pitches: np.ndarray, sample_rate: int) -> dict[str, Any]:
+    """Pitch accuracy of generated ``notes`` [N, T] asked for MIDI ``pitches`` [N].
+
+    Returns a JSON-ready dict: counts of non-finite, silent and unvoiced notes, the fraction
+    within +-50 cents (over all N notes), the median absolute error (cents, voiced notes),
+    octave errors, and per-pitch fractions.
+    """
+    n = len(notes)
+    finite = np.isfinite(notes).all(axis=1)
+    peaks = np.where(finite, np.abs(np.nan_to_num(notes)).max(axis=1), 0.0)
+    silent = finite & (peaks < SILENCE_PEAK)
+    errors = np.full(n, np.nan)
+    for i in np.flatnonzero(finite & ~silent):
+        f0, _ = estimate_f0(notes[i], sample_rate)
+        if np.isfinite(f0):
+            errors[i] = cents(f0, pitches[i])
+    voiced = np.isfinite(errors)
+    in_tune = voiced & (np.abs(errors) <= IN_TUNE_CENTS)
+    octave = voiced & ~in_tune & (np.abs(errors - 1200.0 * np.round(errors / 1200.0))
+                                  <= IN_TUNE_CENTS)
+    per_pitch = {str(int(p)): round(float(in_tune[pitches == p].mean()), 3)
+                 for p in np.unique(pitches)}
+    return {
+        "notes": n,
+        "non_finite": int((~finite).sum()),
+        "silent": int(silent.sum()),
+        "unvoiced": int((finite & ~silent & ~voiced).sum()),
+        "in_tune": int(in_tune.sum()),
+        "in_tune_fraction": round(float(in_tune.mean()), 4) if n else float("nan"),
+        "octave_errors": int(octave.sum()),
+        "median_abs_cents": (round(float(np.median(np.abs(errors[voiced]))), 2)
+                             if voiced.any() else None),
+        "peak_median": round(float(np.median(peaks)), 4) if n else None,
+        "per_pitch_in_tune": per_pitch,
+    }
+
+
+def _descriptors(notes: np.ndarray, sample_rate: int) -> np.ndarray:
+    """[N, 2]: spectral centroid (Hz) and decay time (s) per note."""
+    return np.array([[spectral_centroid(x, sample_rate), decay_time(x, sample_rate)]
+                     for x in notes])
+
+
+def direction_report(model: GANSynthModel, directions: Directions, z: np.ndarray,
+                     pitches: np.ndarray, components: int,
+                     coefficient: float = 2.0) -> list[dict[str, Any]]:
+    """For each of the first ``components`` directions: descriptors of the notes with coefficient
+    ``-coefficient`` and ``+coefficient`` on that direction alone, and their mean difference.
+
+    Returns a list of ``{"component", "var_ratio", "centroid_hz": [minus, plus], "decay_s":
+    [minus, plus], "centroid_change_hz", "decay_change_s", "in_tune_fraction": [minus, plus]}``
+    (means over the notes; changes are plus minus minus).
+    """
+    k = min(components, directions.count)
+    out = []
+    for i in range(k):
+        rows = []
+        tune = []
+        for sign in (-1.0, 1.0):
+            c = np.zeros(i + 1, dtype=np.float32)
+            c[i] = sign * coefficient
+            notes = _generate(model, z, pitches, directions=directions, coefficients=c)
+            rows.append(np.nanmean(_descriptors(notes, model.sample_rate), axis=0))
+            tune.append(pitch_report(notes, pitches, model.sample_rate)["in_tune_fraction"])
+        out.append({
+            "component": i,
+            "var_ratio": round(float(directions.var_ratio[i]), 5),
+            "centroid_hz": [round(float(r[0]), 1) for r in rows],
+            "decay_s": [round(float(r[1]), 3) for r in rows],
+            "centroid_change_hz": round(float(rows[1][0] - rows[0][0]), 1),
+            "decay_change_s": round(float(rows[1][1] - rows[0][1]), 3),
+            "in_tune_fraction": tune,
+        })
+    return out
+
+
+def evaluate(model: str | Path | GANSynthModel, count: int = 200, seed: int = 0,
+             directions: str | Path | None = None, components: int = 4,
+             device: str | None = None) -> dict[str, Any]:
+    """Evaluate a model (folder or loaded model); see the module docstring.
+
+    Args:
+        model: model folder or :class:`GANSynthModel`.
+        count: number of random notes (>= 1).
+        seed: seeds z and the pitch draw.
+        directions: optional directions file (``ganspace.space.directions`` format).
+        components: how many of the first directions to measure (on ``min(count, 16)`` notes).
+        device: for a folder: "cpu", "cuda" or None (CUDA when available).
+    Returns:
+        JSON-ready dict: ``model`` (pitches, progress, provenance), ``pitch`` (see
+        :func:`pitch_report`), ``seconds`` (generation), ``directions`` (when given).
+    """
+    if count < 1:
+        raise InputError(f"count must be at least 1, got {count}")
+    m = model if isinstance(model, GANSynthModel) else load_model(model, device=device)
+    rng = np.random.default_rng(seed)
+    pitches = rng.choice(np.asarray(m.pitches), size=count)
+    z = m.random_z(count, seed=seed)
+    t0 = time.perf_counter()
+    notes = _generate(m, z, pitches)
+    seconds = time.perf_counter() - t0
+    report: dict[str, Any] = {
+        "model": {
+            "path": None if isinstance(model, GANSynthModel) else str(model),
+            "pitches": [int(min(m.pitches)), int(max(m.pitches))],
+            "num_pitches": len(m.pitches),
+            "progress": float(m.generator.cfg.progress),
+            "num_blocks": int(m.generator.cfg.num_blocks),
+            "images_seen": (m.provenance or {}).get("global_step"),
+        },
+        "seed": seed,
+        "pitch": pitch_report(notes, pitches, m.sample_rate),
+        "seconds": round(seconds, 2),
+    }
+    if directions is not None:
+        d = load_directions(directions)
+        n = min(count, 16)
+        base = np.nanmean(_descriptors(notes[:n], m.sample_rate), axis=0)
+        report["directions"] = {
+            "path": str(directions),
+            "layer": d.layer,
+            "baseline": {"centroid_hz": round(float(base[0]), 1),
+                         "decay_s": round(float(base[1]), 3)},
+            "components": direction_report(m, d, z[:n], pitches[:n], components),
+        }
+    return report
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """Human-readable summary of :func:`evaluate`'s report."""
+    m, p = report["model"], report["pitch"]
+    lines = [
+        f"model: {m['path'] or '(in memory)'}  pitches {m['pitches'][0]}..{m['pitches'][1]} "
+        f"({m['num_pitches']})  progress {m['progress']}  images seen {m['images_seen']}",
+        f"notes: {p['notes']} random (seed {report['seed']}), generated in {report['seconds']} s",
+        f"in tune (+-{IN_TUNE_CENTS:.0f} cents): {p['in_tune']}/{p['notes']} = "
+        f"{100.0 * p['in_tune_fraction']:.1f} %   median |error| {p['median_abs_cents']} cents",
+        f"non-finite {p['non_finite']}  silent {p['silent']}  unvoiced {p['unvoiced']}  "
+        f"octave errors {p['octave_errors']}  median peak {p['peak_median']}",
+    ]
+    if "directions" in report:
+        d = report["directions"]
+        b = d["baseline"]
+        lines.append(f"directions {d['path']} (layer {d['layer']}), coefficient -2 -> +2; "
+                     f"baseline centroid {b['centroid_hz']} Hz, decay {b['decay_s']} s")
+        for c in d["components"]:
+            lines.append(
+                f"  component {c['component']} (var {c['var_ratio']:.3f}): centroid "
+                f"{c['centroid_change_hz']:+.1f} Hz, decay {c['decay_change_s']:+.3f} s, "
+                f"in tune {c['in_tune_fraction'][0]:.2f} / {c['in_tune_fraction'][1]:.2f}")
+    return "\n".join(lines)

@@ -1,0 +1,73 @@
+"""The folded inference generator equals the faithful one; layer names, noz mode, published dims
+(parity with Magenta's graph: tests/parity/test_generator_parity.py)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ganspace.engine.generator import FastGenerator, Generator, GeneratorConfig, subpixel_kernels
+from ganspace.engine.hparams import published_hparams
+from ganspace.errors import InputError
+
+
+def test_published_dims_parameter_count():
+    hp = published_hparams()
+    cfg = GeneratorConfig.from_hparams(hp, 61, num_blocks=7, progress=6.0)
+    with torch.device("meta"):
+        gen = Generator(cfg)
+    assert [cfg.channels(k) for k in range(1, 8)] == [256, 256, 256, 256, 128, 64, 32]
+    assert gen.num_parameters() == 7_311_246
+
+
+def test_subpixel_kernels_equal_upsample_then_conv():
+    torch.manual_seed(1)
+    x = torch.randn(2, 3, 5, 7)
+    w = torch.randn(4, 3, 3, 3)
+    want = torch.nn.functional.conv2d(
+        torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest"), w, padding=1
+    )
+    k = subpixel_kernels(w)
+    y = torch.nn.functional.conv2d(torch.nn.functional.pad(x, (1, 1, 1, 1)), k)
+    for a in (0, 1):
+        for b in (0, 1):
+            part = y[:, (2 * a + b) * 4 : (2 * a + b + 1) * 4, a : a + 5, b : b + 7]
+            assert torch.allclose(part, want[:, :, a::2, b::2], atol=1e-5)
+
+
+@pytest.mark.parametrize("progress", [0.0, 2.5, 4.0, 6.0])
+def test_fast_equals_faithful_at_every_stage(progress):
+    # 4-channel random nets amplify float32 rounding through pixel norm (~1e-3 at block 7 in
+    # both paths); the strict parity bound is checked against Magenta's fixture above.
+    torch.manual_seed(0)
+    cfg = GeneratorConfig(latent_size=6, num_pitches=3, num_blocks=7, fmap_base=1024, fmap_max=4,
+                          progress=progress)
+    gen = Generator(cfg).eval()
+    fast = FastGenerator.from_generator(gen)
+    z = torch.randn(3, 6)
+    labels = torch.tensor([0, 1, 2])
+    with torch.no_grad():
+        assert torch.allclose(gen(z, labels), fast(z, labels), atol=3e-3)
+        edit = ("conv1_2", lambda a: a * 0.5)
+        assert torch.allclose(gen(z, labels, edit=edit), fast(z, labels, edit=edit), atol=3e-3)
+
+
+def test_layer_names_and_errors():
+    cfg = GeneratorConfig(latent_size=4, num_pitches=2, num_blocks=3, fmap_base=64, fmap_max=4)
+    assert cfg.layer_names() == ["conv0", "conv1", "conv0_2", "conv1_2", "conv0_3", "conv1_3"]
+    assert cfg.layer_shape("conv0_3") == (8, 64, 4)
+    with pytest.raises(InputError, match="unknown layer 'conv9'.*conv0, conv1"):
+        cfg.layer_index("conv9")
+
+
+def test_noz_mode_ignores_z_and_pitch():
+    torch.manual_seed(0)
+    cfg = GeneratorConfig(latent_size=6, num_pitches=3, num_blocks=7, fmap_base=1024, fmap_max=4)
+    fast = FastGenerator.from_generator(Generator(cfg).eval())
+    fill = ("conv0", lambda a: torch.ones_like(a))
+    with torch.no_grad():
+        a = fast(None, torch.tensor([0, 1]), edit=fill)
+        b = fast(torch.randn(2, 6), torch.tensor([2, 2]), edit=fill)
+    assert torch.equal(a, b)
+    with pytest.raises(InputError, match="z is required"):
+        fast(None, torch.tensor([0]))
