@@ -8,22 +8,21 @@ import logging
 import sys
 from pathlib import Path
 
+from ganspace import formats
+from ganspace.cli.args import add_device_arg, add_precision_arg
 from ganspace.errors import InputError
 from ganspace_server import protocol
 
 log = logging.getLogger("ganspace_server")
 
-REPO_MODELS = Path(__file__).resolve().parents[1] / "models"
-# `pip install .` copies models/default here (setup.cfg data_files); a checkout uses REPO_MODELS.
-INSTALLED_MODELS = Path(sys.prefix) / "share" / "ganspacesynth" / "models"
+REPO_MODELS = formats.REPO_MODELS
+INSTALLED_MODELS = formats.INSTALLED_MODELS
 DEFAULT_DIRECTIONS_NAME = "directions.safetensors"
 
 
 def default_model_dir() -> Path:
-    """The shipped default model: the checkout's ``models/default`` (editable installs, running
-    from the repository), else the copy installed under ``<prefix>/share/ganspacesynth``."""
-    candidates = [REPO_MODELS / "default", INSTALLED_MODELS / "default"]
-    return next((c for c in candidates if (c / "model.json").is_file()), candidates[0])
+    """The shipped default model (:func:`ganspace.formats.default_model_dir`)."""
+    return formats.default_model_dir(REPO_MODELS, INSTALLED_MODELS)
 
 
 def register_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -41,7 +40,8 @@ def register_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
                    help="address to listen on (non-loopback needs --allow)")
     p.add_argument("--port", type=int, default=protocol.DEFAULT_PORT,
                    help=f"UDP port (default {protocol.DEFAULT_PORT}; 0 picks a free one)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    add_device_arg(p)
+    add_precision_arg(p, default="auto")
     p.add_argument("--cache-dir", type=Path, default=None,
                    help="folder for delivered WAV files (default ~/.cache/ganspacesynth/buffers)")
     p.add_argument("--model-root", type=Path, nargs="+", action="extend", default=[],
@@ -64,12 +64,8 @@ def register_bench_server(sub: argparse._SubParsersAction[argparse.ArgumentParse
     p.add_argument("--model", default="tiny",
                    help="model folder, or 'tiny' for a tiny random model (default)")
     p.add_argument("--requests", type=int, default=50, help="requests per delivery mode")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu")
+    add_device_arg(p, default="cpu")
     p.set_defaults(func=_bench)
-
-
-def _device(name: str) -> str | None:
-    return None if name == "auto" else name
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -95,13 +91,14 @@ def _serve(args: argparse.Namespace) -> int:
     if args.cache_dir is not None:
         config.cache_dir = args.cache_dir
     print(f"loading model {model_dir} ...", flush=True)
-    model = load_model(model_dir, device=_device(args.device))
+    model = load_model(model_dir, device=args.device, precision=args.precision)
     directions = load_directions(args.directions) if args.directions is not None else None
     sys.setswitchinterval(0.001)  # answer packets promptly while the worker holds the GIL
     server = Server(model, config, model_dir.resolve().name, directions)
     server.start()
     host, port = server.address
-    print(f"listening on udp {host}:{port} (device {model.device}, cache {config.cache_dir})",
+    print(f"listening on udp {host}:{port} (device {model.device}, precision {model.precision}, "
+          f"cache {config.cache_dir})",
           flush=True)
     print(f"ganspacesynth server ready on {host}:{port}", flush=True)
     try:
@@ -120,6 +117,6 @@ def _bench(args: argparse.Namespace) -> int:
     if args.requests < 2:
         raise InputError("--requests must be at least 2")
     sys.setswitchinterval(0.001)
-    report = run_bench(args.model, args.requests, _device(args.device))
+    report = run_bench(args.model, args.requests, args.device)
     print(format_report(report))
     return 0

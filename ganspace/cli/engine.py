@@ -11,6 +11,7 @@ import numpy as np
 import soundfile as sf
 
 from ganspace.cli.args import add_device_arg, add_model_args, add_precision_arg
+from ganspace.engine.model import COMPILE_MODES
 from ganspace.errors import InputError
 
 if TYPE_CHECKING:  # verbs import the engine when they run, so --help stays light
@@ -36,6 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Generate COUNT notes at one pitch from random (or given) "
                        "latents; writes OUT if one note, else OUT_0.wav, OUT_1.wav, ...")
     add_model_args(p)
+    add_precision_arg(p)
     p.add_argument("--pitch", type=int, required=True, help="MIDI pitch the model knows")
     p.add_argument("--count", type=int, default=1, help="number of notes (default 1)")
     g = p.add_mutually_exclusive_group()
@@ -47,6 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("render-midi", help="render a MIDI file with random instruments (Magenta)")
     add_model_args(p)
+    add_precision_arg(p)
     p.add_argument("midi", type=Path, help="MIDI file")
     p.add_argument("--out", type=Path, required=True, help="output .wav path")
     p.add_argument("--secs-per-instrument", type=float, default=6.0,
@@ -54,16 +57,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, help="seed for the instrument latents")
     p.set_defaults(func=cmd_render_midi)
 
-    p = sub.add_parser("bench", help="time generation (generator and audio stages separately)")
+    p = sub.add_parser("bench", help="time generation (generator and audio stages separately)",
+                       description="Time generation, warm-up excluded, medians of --repeats "
+                       "round-robin runs. Baselines (--baseline, --against) are timed in the "
+                       "same run, so their ratios stay fair on a loaded machine. In reduced "
+                       "precision the fidelity against float32 is measured too (trained weights: "
+                       "the model, or the shipped default model with --random).")
     p.add_argument("model", type=Path, nargs="?", help="model folder (or use --random published)")
     p.add_argument("--random", choices=["published"], help="random model with published dims")
     add_device_arg(p)
     add_precision_arg(p)
+    p.add_argument("--compile", choices=COMPILE_MODES, default=None,
+                   help="run the generator through torch.compile in this mode")
     p.add_argument("--batch", default="1,8", help="comma-separated batch sizes (default 1,8)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per stage (median)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--baseline", action="store_true",
-                   help="also time the faithful unfolded generator, in the same run")
+                   help="also time the faithful unfolded generator and, in reduced precision, "
+                   "the float32 path, in the same run, and print the ratios")
+    p.add_argument("--against", type=Path, nargs="+", default=[], metavar="TREE",
+                   help="also time z-to-audio generation with other checkouts of this project "
+                   "(e.g. main in a temporary folder), one worker process per tree, round-robin")
+    p.add_argument("--fidelity-notes", type=int, default=32,
+                   help="notes for the reduced-precision fidelity (default 32; 0 skips it)")
     p.add_argument("--load", action="store_true",
                    help="also time load_model(MODEL) (median of --repeats loads)")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -73,7 +89,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _load(args: argparse.Namespace) -> GANSynthModel:
     from ganspace.formats import load_model
 
-    return load_model(args.model, device=args.device)
+    return load_model(args.model, device=args.device, precision=args.precision)
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -167,11 +183,85 @@ def cmd_render_midi(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fidelity(args: argparse.Namespace, model: GANSynthModel) -> dict[str, Any] | None:
+    """Fidelity of the model's reduced precision on trained weights (see cmd_bench)."""
+    from ganspace.engine.fidelity import measure_fidelity
+    from ganspace.formats import default_model_dir, load_model
+    from ganspace.train.evaluate import pitch_report
+
+    if model.precision == "float32" or args.fidelity_notes < 1:
+        return None
+    trained = model
+    if args.random:
+        folder = default_model_dir()
+        if not (folder / "model.json").is_file():
+            return {"error": f"no trained model to judge the precision on ({folder} is missing)"}
+        trained = load_model(folder, device=model.device, precision=model.precision)
+    fid = measure_fidelity(trained, model.precision, args.fidelity_notes, in_tune=lambda n, p, sr:
+                           float(pitch_report(n, p, sr)["in_tune_fraction"]))
+    return {"model": "default (trained)" if args.random else str(args.model), **fid.as_dict(),
+            "text": fid.describe()}
+
+
+def _against(args: argparse.Namespace, model: GANSynthModel,
+             batches: list[int]) -> list[dict[str, Any]]:
+    """Round-robin z-to-audio timings of this tree (in the model's precision and, when reduced,
+    in float32) and of the --against trees (float32), per batch size."""
+    from ganspace.engine.benchmark import compare_trees, this_tree
+
+    base = {"model": None if args.model is None else str(args.model.resolve()),
+            "random": args.random, "device": str(model.device),
+            "threads": args.threads or _threads(), "compile": args.compile}
+    ours = [(this_tree(), {**base, "precision": model.precision})]
+    if model.precision != "float32":
+        ours.append((this_tree(), {**base, "precision": "float32"}))
+    theirs = [(Path(t), {**base, "precision": "float32", "compile": None}) for t in args.against]
+    out = []
+    for b in batches:
+        workers = [(tree, {**cfg, "batch": b}) for tree, cfg in ours + theirs]
+        for (tree, cfg), t in zip(workers, compare_trees(workers, args.repeats), strict=True):
+            out.append({"tree": str(tree), "precision": cfg["precision"], "batch": b,
+                        "ms_per_note": round(t.ms_per_note, 2),
+                        "rounds_ms_per_note": t.rounds_ms_per_note})
+    return out
+
+
+def _threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def _ratios(timings: list[Any], against: list[dict[str, Any]]) -> list[str]:
+    """Speed-up lines: baselines over the measured path, same batch, same run."""
+    by = {(t.stage, t.batch): t.ms_per_note for t in timings}
+    lines = []
+    for (stage, b), ms in sorted(by.items(), key=lambda kv: kv[0][1]):
+        if stage == "generator_baseline":
+            lines.append(f"batch {b}: folded generator {ms / by[('generator', b)]:.2f}x the "
+                         "faithful one")
+        if stage == "total_float32":
+            lines.append(f"batch {b}: z to audio {ms / by[('total', b)]:.2f}x float32")
+    for b in sorted({a["batch"] for a in against}):
+        rows = [a for a in against if a["batch"] == b]
+        ours = rows[0]
+        for other in rows[1:]:
+            ratio = other["ms_per_note"] / ours["ms_per_note"]
+            spread = [x / y for x, y in zip(other["rounds_ms_per_note"],
+                                            ours["rounds_ms_per_note"], strict=True)]
+            lines.append(f"batch {b}: z to audio in {ours['precision']} {ratio:.2f}x "
+                         f"{other['tree']} in {other['precision']} (per round "
+                         f"{min(spread):.2f}-{max(spread):.2f}; {ours['ms_per_note']:.1f} vs "
+                         f"{other['ms_per_note']:.1f} ms/note)")
+    return lines
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     import torch
 
     from ganspace.engine.benchmark import run_bench, time_load, timings_as_dicts
     from ganspace.engine.model import random_model
+    from ganspace.engine.precision import describe_cpu
     from ganspace.formats import load_model
 
     if args.threads:
@@ -193,17 +283,32 @@ def cmd_bench(args: argparse.Namespace) -> int:
         model = load_model(args.model, device=args.device, precision=args.precision)
         if args.load:
             load_s = time_load(args.model, args.device, args.repeats)
+    if args.compile:
+        model.compile(args.compile)
     timings = run_bench(model, batches, repeats=args.repeats, baseline=args.baseline)
-    header = {"device": str(model.device), "precision": model.precision,
-              "threads": torch.get_num_threads(), "torch": torch.__version__,
-              "parameters": model.generator.num_parameters()}
+    against = _against(args, model, batches) if args.against else []
+    header: dict[str, Any] = {
+        "device": str(model.device), "precision": model.precision,
+        "asked_precision": args.precision, "compile": args.compile,
+        "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "machine": (torch.cuda.get_device_name(model.device) if model.device.type == "cuda"
+                    else describe_cpu()),
+        "parameters": model.generator.num_parameters()}
     if load_s is not None:
         header["load_model_s"] = round(load_s, 3)
+    fidelity = _fidelity(args, model)
+    ratios = _ratios(timings, against)
     if args.json:
-        print(json.dumps({**header, "timings": timings_as_dicts(timings)}, indent=1))
+        print(json.dumps({**header, "timings": timings_as_dicts(timings), "against": against,
+                          "ratios": ratios, "fidelity": fidelity}, indent=1))
         return 0
     print(" ".join(f"{k}={v}" for k, v in header.items()))
     print(f"{'stage':<20}{'batch':>6}{'ms/note':>12}{'notes/s':>12}")
     for t in timings:
         print(f"{t.stage:<20}{t.batch:>6}{t.ms_per_note:>12.2f}{t.notes_per_s:>12.1f}")
+    for line in ratios:
+        print(line)
+    if fidelity is not None:
+        print(f"fidelity ({fidelity.get('model', 'none')}): "
+              f"{fidelity.get('text') or fidelity['error']}")
     return 0

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ganspace.cli.args import add_device_arg, add_model_args
+from ganspace.cli.args import add_device_arg, add_model_args, add_precision_arg
 from ganspace.errors import InputError
 from ganspace.space.estimators import DEFAULT_ESTIMATOR, ESTIMATORS, estimator_help
 
@@ -72,6 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "peak-normalised and placed SPACING seconds after the previous one; the "
                        "mix peaks at 0.5.")
     add_model_args(p)
+    add_precision_arg(p)
     p.add_argument("--keypoints", type=int, help="number of random keypoint latents N (z space)")
     p.add_argument("--steps", type=int, default=0, help="slerp steps between keypoints M (0)")
     p.add_argument("--seed", type=int, help="seed of the keypoint latents")
@@ -185,10 +186,10 @@ def parse_coefficient_steps(text: str) -> np.ndarray:
     return arr
 
 
-def _load_model(path: Path, device: str | None) -> GANSynthModel:
+def _load_model(path: Path, device: str | None, precision: str = "float32") -> GANSynthModel:
     from ganspace.formats import load_model
 
-    return load_model(path, device=device)
+    return load_model(path, device=device, precision=precision)
 
 
 def _load_directions(path: Path) -> Directions:
@@ -275,7 +276,7 @@ def cmd_hallucinate(args: argparse.Namespace) -> int:
         raise InputError("--coefficients needs --directions")
     steps = parse_coefficient_steps(args.coefficient_steps) if noz else None
     directions = _load_directions(args.directions) if args.directions else None
-    model = _load_model(args.model, args.device)
+    model = _load_model(args.model, args.device, args.precision)
     if args.pitch is None:
         from ganspace.engine.model import default_pitch
 

@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ganspace.cli.args import add_device_arg
+from ganspace.cli.args import add_device_arg, add_precision_arg
 
 
 def _chop(args: argparse.Namespace) -> int:
@@ -49,10 +49,14 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from ganspace.formats import load_model
     from ganspace.train.evaluate import evaluate, format_report
 
-    report = evaluate(args.model, count=args.count, seed=args.seed, directions=args.directions,
-                      components=args.components, device=args.device)
+    model = load_model(args.model, device=args.device, precision=args.precision)
+    report = evaluate(model, count=args.count, seed=args.seed, directions=args.directions,
+                      components=args.components)
+    report["model"]["path"] = str(args.model)
+    report["model"]["precision"] = model.precision
     print(json.dumps(report, indent=1) if args.json else format_report(report))
     return 0
 
@@ -110,5 +114,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="GANSpace directions file: measure what the first components change")
     p.add_argument("--components", type=int, default=4, help="components to measure (default 4)")
     add_device_arg(p)
+    add_precision_arg(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_eval)

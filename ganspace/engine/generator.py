@@ -7,8 +7,9 @@ Two modules share one set of weights:
   a Magenta checkpoint, a native model and a training run all use the same state dict.
 - :class:`FastGenerator` is an inference-only copy derived from a ``Generator``: scales folded into
   the weights, block 1's ``conv0`` as one matrix product, every "nearest upsample x2 then 3x3 conv"
-  as four 2x2 convolutions on the small image (2.25x fewer multiply-adds, exactly the same maths),
-  and ``to_rgb`` heads with blend weight 0 skipped.
+  as one 4x4 transposed convolution with stride 2 on the small image (2.25x fewer multiply-adds,
+  exactly the same maths), channels-last activations overwritten in place, ``to_rgb`` heads with
+  blend weight 0 skipped, optionally in bfloat16 or float16.
 
 Layout is NCHW: ``[B, C, H, W]``, H = time frames, W = mel bins. Layer names follow the SopiMlab
 fork: ``conv0``, ``conv1`` (block 1), then ``conv0_<k>``, ``conv1_<k>`` for blocks k = 2, 3, ...
@@ -135,12 +136,13 @@ def _act(x: Tensor) -> Tensor:
 
 
 def _act_inplace(x: Tensor) -> Tensor:
-    """``pixel_norm(leaky_relu(x))`` overwriting x in three memory passes (inference only; fastest
-    on channels_last tensors, where the channel reduction is contiguous)."""
+    """``pixel_norm(leaky_relu(x))`` overwriting x [B, C, H, W] in three memory passes (inference
+    only; fastest on channels_last tensors, where the channel reduction is contiguous). The sums
+    of squares are float32 whatever x's dtype (no float16 overflow, no bfloat16 rounding)."""
     x = F.leaky_relu_(x, 0.2)
-    inv = torch.linalg.vector_norm(x, dim=1, keepdim=True)
+    inv = torch.linalg.vector_norm(x, dim=1, keepdim=True, dtype=torch.float32)
     inv = inv.mul_(x.shape[1] ** -0.5).square_().add_(1e-8).rsqrt_()
-    return x.mul_(inv)
+    return x.mul_(inv.to(x.dtype))
 
 
 def he_scale(cin: int, kh: int, kw: int, slope: float) -> float:
@@ -351,89 +353,115 @@ class Generator(_GeneratorBase):
         return gen
 
 
-def subpixel_kernels(w: Tensor) -> Tensor:
-    """Turn a 3x3 kernel applied after nearest x2 upsampling into four 2x2 kernels on the small
-    image.
+def upsample_conv_kernel(w: Tensor) -> Tensor:
+    """Turn a 3x3 kernel applied after nearest x2 upsampling into the 4x4 kernel of one
+    transposed convolution (stride 2, padding 1) on the small image.
 
-    Output pixel (2i + a, 2j + b) of ``conv3x3(upsample(x))`` equals a 2x2 conv of x over rows
-    (i - 1 + a, i + a) and columns (j - 1 + b, j + b): for parity 0 the taps {-1} and {0, +1} of the
-    3x3 kernel collapse, for parity 1 the taps {-1, 0} and {+1}.
+    Output row 2i + a of ``conv3x3(upsample(x))`` sums taps over rows i - 1, i (a = 0: taps
+    ``t0`` and ``t1 + t2``) or i, i + 1 (a = 1: taps ``t0 + t1`` and ``t2``); a transposed
+    convolution with stride 2 and padding 1 reads input row i at kernel row ``2 (j - i) + a + 1``
+    for output row 2j + a, so its kernel rows are ``(t2, t1 + t2, t0 + t1, t0)``; the same along
+    the columns. Same maths as the upsampled conv with 16 instead of 36 multiply-adds per input
+    pixel, and no upsampled copy.
 
     Args:
-        w: [cout, cin, 3, 3].
+        w: [cout, cin, 3, 3] (a conv2d kernel).
     Returns:
-        [4 * cout, cin, 2, 2], parity-major (a, b) = (0,0), (0,1), (1,0), (1,1).
+        [cin, cout, 4, 4] (a conv_transpose2d kernel).
     """
-    def fold(k: Tensor, dim: int, parity: int) -> Tensor:
+    def fold(k: Tensor, dim: int) -> Tensor:
         t0, t1, t2 = k.unbind(dim)
-        pair = (t0, t1 + t2) if parity == 0 else (t0 + t1, t2)
-        return torch.stack(pair, dim)
+        return torch.stack((t2, t1 + t2, t0 + t1, t0), dim)
 
-    kernels = [fold(fold(w, 2, a), 3, b) for a in (0, 1) for b in (0, 1)]
-    return torch.cat(kernels, dim=0)
+    return fold(fold(w, 2), 3).transpose(0, 1)
+
+
+def _first_act(x: Tensor, w: Tensor, b: Tensor, shape: tuple[int, int]) -> Tensor:
+    """Block 1 conv0 and activation: x [B, cin] @ w [cin, cout*h*w] + b -> [B, cout, h, w]
+    (channels_last memory)."""
+    y = torch.addmm(b, x, w).view(x.shape[0], -1, *shape)
+    return _act_inplace(y.contiguous(memory_format=torch.channels_last))
+
+
+def _up_conv_act(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
+    """Nearest upsample x2, 3x3 conv and activation as one transposed conv (see
+    :func:`upsample_conv_kernel`): x [B, cin, H, W] -> [B, cout, 2H, 2W]."""
+    return _act_inplace(F.conv_transpose2d(x, w, b, stride=2, padding=1))
+
+
+def _conv_act(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
+    """Same-size conv and activation: x [B, cin, H, W] -> [B, cout, H, W]."""
+    return _act_inplace(F.conv2d(x, w, b, padding=w.shape[-1] // 2))
+
+
+def _rgb(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
+    """tanh of the 1x1 ``to_rgb`` conv: x [B, C, H, W] -> [B, 2, H, W]."""
+    return torch.tanh(F.conv2d(x, w, b))
+
+
+FLOAT32_BLOCKS = 2
+"""Leading blocks a reduced-precision :class:`FastGenerator` keeps in float32. Measured on the
+default model (32 notes, log-mel median difference, docs/benchmarks.md): every block adds about
+the same error in bfloat16 (all blocks 1.11 dB; one block back in float32 0.04-0.11 dB less);
+blocks 1-2 in float32 give 0.95 dB for 1.4 % of the published generator's multiply-adds."""
 
 
 class FastGenerator(_GeneratorBase):
     """Inference-only generator with folded weights (see module docstring). Build it with
     :meth:`from_generator`; it holds buffers, no parameters, and gives the same output as the
-    ``Generator`` it came from (float32 rounding aside)."""
+    ``Generator`` it came from (rounding aside).
+
+    In reduced precision (``dtype`` bfloat16 or float16) the convolutions of blocks
+    ``FLOAT32_BLOCKS + 1`` to N run with weights and activations in that dtype; the first
+    :data:`FLOAT32_BLOCKS` blocks, the ``to_rgb`` heads and the pixel norms' sums of squares stay
+    float32, and the output is float32.
+    """
 
     def __init__(self, cfg: GeneratorConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self._convs: dict[str, tuple[Tensor, Tensor]] = {}
+        self.dtype = torch.float32
 
     @classmethod
     @torch.no_grad()
-    def from_generator(cls, gen: Generator) -> FastGenerator:
-        """Fold scales and rewrite the upsampling convolutions of ``gen``."""
+    def from_generator(cls, gen: Generator, dtype: torch.dtype = torch.float32) -> FastGenerator:
+        """Fold scales and rewrite the upsampling convolutions of ``gen``; convolution weights
+        of the blocks after the first :data:`FLOAT32_BLOCKS` in ``dtype``."""
         fast = cls(gen.cfg)
+        fast.dtype = dtype
         for k in range(1, gen.cfg.num_blocks + 1):
             block = gen.block(k)
             c0 = block.conv0
+            kd = torch.float32 if k <= FLOAT32_BLOCKS else dtype
             if k == 1:
                 w = (c0.weight.flip((2, 3)) * c0.scale).transpose(0, 1).flatten(1)
-                fast._put(f"c0_{k}", w, c0.bias.detach())  # [cin, cout*kh*kw]
+                h, wd = gen.cfg.start_height, gen.cfg.start_width
+                fast._put(f"c0_{k}", w, c0.bias.repeat_interleave(h * wd), torch.float32)
             else:
-                w = subpixel_kernels(c0.weight * c0.scale)
-                fast._put(f"c0_{k}", w, c0.bias.detach())
-            fast._put(f"c1_{k}", block.conv1.weight * block.conv1.scale, block.conv1.bias)
+                fast._put(f"c0_{k}", upsample_conv_kernel(c0.weight * c0.scale), c0.bias, kd)
+            fast._put(f"c1_{k}", block.conv1.weight * block.conv1.scale, block.conv1.bias, kd)
             rgb = gen.rgb_head(k)
-            fast._put(f"rgb_{k}", rgb.weight * rgb.scale, rgb.bias)
+            fast._put(f"rgb_{k}", rgb.weight * rgb.scale, rgb.bias, torch.float32)
         return fast
 
-    def _put(self, name: str, weight: Tensor, bias: Tensor) -> None:
-        weight = weight.detach().clone()
+    def _put(self, name: str, weight: Tensor, bias: Tensor, dtype: torch.dtype) -> None:
+        weight = weight.detach().to(dtype, copy=True)
         if weight.dim() == 4:
             weight = weight.contiguous(memory_format=torch.channels_last)
         self.register_buffer(f"{name}_w", weight)
-        self.register_buffer(f"{name}_b", bias.detach().clone().contiguous())
+        self.register_buffer(f"{name}_b", bias.detach().to(dtype, copy=True).contiguous())
 
     def _wb(self, name: str) -> tuple[Tensor, Tensor]:
         return getattr(self, f"{name}_w"), getattr(self, f"{name}_b")
 
     def _conv(self, block: int, conv: int, x: Tensor) -> Tensor:
-        if x.dim() == 4:  # no-op except after a layer edit
-            x = x.contiguous(memory_format=torch.channels_last)
-        if conv == 1:
-            w, b = self._wb(f"c1_{block}")
-            return _act_inplace(F.conv2d(x, w, b, padding=w.shape[-1] // 2))
-        w, b = self._wb(f"c0_{block}")
-        if block == 1:
-            h, wd = self.cfg.start_height, self.cfg.start_width
-            y = torch.addmm(b.repeat_interleave(h * wd), x, w).view(x.shape[0], -1, h, wd)
-            return _act_inplace(y.contiguous(memory_format=torch.channels_last))
-        bsz, _, h, wd = x.shape
-        cout = b.shape[0]
-        y = F.conv2d(F.pad(x, (1, 1, 1, 1)), w, b.repeat(4))  # [B, 4*cout, H+1, W+1]
-        y = y.permute(0, 2, 3, 1).view(bsz, h + 1, wd + 1, 2, 2, cout)
-        out = y.new_empty((bsz, h, 2, wd, 2, cout))
-        for a in (0, 1):
-            for c in (0, 1):
-                out[:, :, a, :, c] = y[:, a : a + h, c : c + wd, a, c]
-        out = out.view(bsz, 2 * h, 2 * wd, cout).permute(0, 3, 1, 2)  # channels_last memory
-        return _act_inplace(out)
+        w, b = self._wb(f"c{conv}_{block}")
+        if block == 1 and conv == 0:
+            return _first_act(x, w, b, (self.cfg.start_height, self.cfg.start_width))
+        # A no-op except where the precision changes (after the float32 blocks) or after an edit.
+        x = x.to(w.dtype).contiguous(memory_format=torch.channels_last)
+        return _conv_act(x, w, b) if conv == 1 else _up_conv_act(x, w, b)
 
     def _to_rgb(self, block: int, x: Tensor) -> Tensor:
         w, b = self._wb(f"rgb_{block}")
-        return torch.tanh(F.conv2d(x, w, b))
+        return _rgb(x.float(), w, b)

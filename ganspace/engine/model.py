@@ -22,11 +22,13 @@ from ganspace.engine import audio
 from ganspace.engine.generator import FastGenerator, Generator, GeneratorConfig
 from ganspace.engine.hparams import NSYNTH_PITCHES, published_hparams
 from ganspace.engine.latent import check_latents
+from ganspace.engine.precision import PRECISIONS, precision_name, resolve_precision
 from ganspace.errors import InputError, ModelFormatError
 
 DEFAULT_PITCH = 32
-PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-"""Generator precisions a model offers (the reduced ones on CUDA only)."""
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+"""torch.compile modes :meth:`GANSynthModel.compile` takes (``reduce-overhead`` adds CUDA
+graphs on CUDA)."""
 #: Architectures of :func:`random_model`: overrides of the published hparams.
 RANDOM_SIZES: dict[str, dict[str, Any]] = {
     "published": {},  # Magenta's mel_prog_hires: 256 latent, 7.3 M generator parameters
@@ -83,6 +85,8 @@ class GANSynthModel:
         sample_rate: Hz (16000).
         audio_length: samples per note (64000).
         device: where generation runs.
+        precision: the generator's precision name (``float32``, ``bfloat16``, ``float16``; what
+            ``auto`` resolved to on this device, see :mod:`ganspace.engine.precision`).
         hparams: Magenta-style hyper-parameters.
         generator: the trainable :class:`Generator` (eval mode).
         fast_generator: the folded :class:`FastGenerator` used for inference (same weights).
@@ -99,14 +103,10 @@ class GANSynthModel:
         device: torch.device | str | None = None,
         precision: str = "float32",
     ) -> None:
-        if precision not in PRECISIONS:
-            raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self.device = torch.device(device) if device is not None else default_device()
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise InputError("device cuda was asked for, but no CUDA GPU is available")
-        if precision != "float32" and self.device.type != "cuda":
-            raise InputError(f"precision {precision} is only offered on CUDA; use float32 on CPU")
-        self.precision = precision
+        self.precision = precision_name(resolve_precision(precision, self.device))
         self.hparams = dict(hparams)
         self.pitches = sorted(int(p) for p in pitches)
         if len(self.pitches) != generator.cfg.num_pitches:
@@ -121,11 +121,28 @@ class GANSynthModel:
             )
         self.provenance = dict(provenance or {})
         self.generator = generator.to(self.device).eval()
-        self.fast_generator = FastGenerator.from_generator(self.generator).to(self.device)
+        self.fast_generator = FastGenerator.from_generator(
+            self.generator, PRECISIONS[self.precision]).to(self.device)
         self.batch_size = 256 if self.device.type == "cuda" else 8
+        self.compile_mode: str | None = None
+        self._compiled: Callable[..., Tensor] | None = None
         self._fingerprint: str | None = None
         self._dir_cache: weakref.WeakKeyDictionary[
             DirectionsLike, tuple[Tensor, Tensor, Tensor]] = weakref.WeakKeyDictionary()
+
+    def compile(self, mode: str = "default") -> None:
+        """Run the folded generator through ``torch.compile`` (inductor) from now on.
+
+        The first call at each new batch size compiles (tens of seconds on a CPU; later
+        processes reuse torch's on-disk cache); generation with a layer edit (directions) stays
+        eager. ``mode``: one of :data:`COMPILE_MODES`.
+        """
+        if mode not in COMPILE_MODES:
+            raise InputError(f"compile mode must be one of {', '.join(COMPILE_MODES)}, got "
+                             f"{mode!r}")
+        self._compiled = torch.compile(self.fast_generator,
+                                       mode=None if mode == "default" else mode)
+        self.compile_mode = mode
 
     # ---- facts -------------------------------------------------------------------------------
     @property
@@ -158,6 +175,14 @@ class GANSynthModel:
                 h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
             self._fingerprint = h.hexdigest()[:16]
         return self._fingerprint
+
+    def with_precision(self, precision: str) -> GANSynthModel:
+        """This model in another precision (``auto`` resolved on :attr:`device`): ``self`` when it
+        already runs in it, else a new model sharing this one's generator weights."""
+        if precision_name(resolve_precision(precision, self.device)) == self.precision:
+            return self
+        return GANSynthModel(self.generator, self.hparams, self.pitches, self.provenance,
+                             self.device, precision)
 
     def layer_names(self) -> list[str]:
         """Generator layer names (``conv0``, ``conv1``, ``conv0_2``, ...)."""
@@ -270,17 +295,15 @@ class GANSynthModel:
             offsets = self._offsets(directions, coefficients if coefficients is not None else [], n)
             base = self._direction_tensors(directions)[2] if zt is None else None
             shape = self.layer_shape(directions.layer)
-        autocast = torch.autocast("cuda", dtype=PRECISIONS[self.precision],
-                                  enabled=self.precision != "float32")
         for s in range(0, n, self.batch_size):
             e = min(n, s + self.batch_size)
             edit = None
             if directions is not None:
                 off = offsets if offsets.shape[0] == 1 else offsets[s:e]
                 edit = (directions.layer, offset_edit(off, shape, base))
-            with autocast:
-                tanh = self.fast_generator(None if zt is None else zt[s:e], labels[s:e], edit=edit)
-            yield audio.denormalize(tanh.float().permute(0, 2, 3, 1), self.hparams)
+            gen = self._compiled if edit is None and self._compiled else self.fast_generator
+            tanh = gen(None if zt is None else zt[s:e], labels[s:e], edit=edit)
+            yield audio.denormalize(tanh.permute(0, 2, 3, 1), self.hparams)
 
     @torch.inference_mode()
     def generate_specgram(

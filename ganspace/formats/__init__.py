@@ -7,6 +7,7 @@ format: the first format whose ``detect`` accepts the folder loads it.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,19 @@ MODEL_FORMATS: tuple[ModelFormat, ...] = (
                 magenta.detect, magenta.load),
 )
 """Tried in order; the first whose ``detect`` accepts the folder loads it."""
+
+
+REPO_MODELS = Path(__file__).resolve().parents[2] / "models"
+"""A checkout's ``models/`` folder (editable installs, running from the repository)."""
+INSTALLED_MODELS = Path(sys.prefix) / "share" / "ganspacesynth" / "models"
+"""Where ``pip install .`` copies ``models/default`` (setup.cfg data_files)."""
+
+
+def default_model_dir(repo: Path = REPO_MODELS, installed: Path = INSTALLED_MODELS) -> Path:
+    """The shipped default model: ``repo/default`` when it holds a model, else
+    ``installed/default`` (which may not exist either: check before loading)."""
+    candidates = [repo / "default", installed / "default"]
+    return next((c for c in candidates if (c / "model.json").is_file()), candidates[0])
 
 
 def load_model(

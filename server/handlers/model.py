@@ -55,10 +55,10 @@ def _load_in_background(server: Server, s: Session, cmd: str,
 def model_load(server: Server, s: Session, r: Request) -> None:
     """Load a model inside a model root; keep the directions when they fit it."""
     path = server.paths.resolve(r["path"])
-    device = server.state.model.device
+    device, precision = server.state.model.device, server.state.model.precision
 
     def work() -> DoneValues:
-        model = load_model(path, device=device)
+        model = load_model(path, device=device, precision=precision)
         d = server.state.directions
         if d is not None:
             try:

@@ -103,5 +103,5 @@ def test_device_values_are_checked(tiny_model_dir, tmp_path, capsys):
         main(["generate", str(tiny_model_dir), "--pitch", "60", "--device", "gpu", "--out",
               str(tmp_path / "x.wav")])
     assert exc.value.code == 2
-    assert "expected cpu, cuda or cuda:N, got 'gpu'" in capsys.readouterr().err
+    assert "expected auto, cpu, cuda or cuda:N, got 'gpu'" in capsys.readouterr().err
 
