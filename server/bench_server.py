@@ -38,10 +38,12 @@ def _pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
-def run_bench(model_spec: str, requests: int, device: str | None) -> list[ModeReport]:
-    """Run ``requests`` timed /synth requests per delivery mode (after 3 warm-ups)."""
-    model = (random_model("tiny", device=device) if model_spec == "tiny" else
-              load_model(model_spec, device=device))
+def run_bench(model_spec: str, requests: int, device: str | None,
+              precision: str = "float32") -> list[ModeReport]:
+    """Run ``requests`` timed /synth requests per delivery mode (after 3 warm-ups), the model in
+    ``precision`` (``auto`` as ``serve`` runs it)."""
+    model = (random_model("tiny", device=device, precision=precision) if model_spec == "tiny"
+             else load_model(model_spec, device=device, precision=precision))
     pitch = default_pitch(model.pitches)
     reports = []
     with tempfile.TemporaryDirectory() as cache:

@@ -11,6 +11,7 @@ import numpy as np
 import soundfile as sf
 
 from ganspace.cli.args import add_device_arg, add_model_args, add_precision_arg
+from ganspace.engine.export import EXPORT_FORMATS
 from ganspace.engine.model import COMPILE_MODES
 from ganspace.errors import InputError
 
@@ -56,6 +57,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="seconds between random instrument keypoints (default 6)")
     p.add_argument("--seed", type=int, help="seed for the instrument latents")
     p.set_defaults(func=cmd_render_midi)
+
+    p = sub.add_parser("export", help="write a model as ONNX or TorchScript for C++ hosts",
+                       description="Export the float32 generator and the audio stage: inputs z "
+                       "[N, latent] float32 and pitch [N] int64 (MIDI), outputs specgram [N, 128, "
+                       "1024, 2] and audio [N, 64000] (docs/export.md).")
+    p.add_argument("model", type=Path, help="Magenta checkpoint folder or native model folder")
+    p.add_argument("--format", required=True, choices=EXPORT_FORMATS, help="file format")
+    p.add_argument("--out", type=Path, required=True, help="file to write (.onnx, .pt)")
+    p.add_argument("--no-audio", action="store_true",
+                   help="leave out the audio stage (output specgram only)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("bench", help="time generation (generator and audio stages separately)",
                        description="Time generation, warm-up excluded, medians of --repeats "
@@ -180,6 +192,18 @@ def cmd_render_midi(args: argparse.Namespace) -> int:
           f"instruments, {len(result.clip) / model.sample_rate:g} s"
           + (f" ({result.dropped} notes skipped: pitch outside 36..84 or unknown to the model)"
              if result.dropped else ""))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from ganspace.engine.export import export_model
+    from ganspace.formats import load_model
+
+    model = load_model(args.model, device="cpu")
+    out = export_model(model, args.format, args.out, with_audio=not args.no_audio)
+    print(f"wrote {out} ({args.format}, {out.stat().st_size:,} bytes; inputs z [N, "
+          f"{model.latent_size}] float32, pitch [N] int64; outputs specgram"
+          + ("" if args.no_audio else ", audio") + ")")
     return 0
 
 

@@ -159,8 +159,9 @@ def _host_tables() -> dict[str, np.ndarray]:
 
 
 @cache
-def _tables(device: torch.device, dtype: torch.dtype) -> _Tables:
-    """The tables on ``device``, float ones in ``dtype``; built once per (device, dtype)."""
+def audio_tables(device: torch.device, dtype: torch.dtype) -> _Tables:
+    """The tables on ``device``, float ones in ``dtype``; built once per (device, dtype) (build
+    them before tracing: under a tracer they would be cached as fake tensors)."""
     return _Tables(
         **{
             name: torch.as_tensor(
@@ -255,7 +256,7 @@ def melspecgrams_to_specgrams(spec: Tensor) -> Tensor:
     """
     _check(spec, (N_FRAMES, N_BINS, 2), "mel spectrogram")
     b, t = spec.shape[:2]
-    mag2, phase = _mel_to_linear(spec, _tables(spec.device, spec.dtype))
+    mag2, phase = _mel_to_linear(spec, audio_tables(spec.device, spec.dtype))
     logmag = 0.5 * torch.log(mag2[1:] + _EPS)
     ifreq = _instantaneous_frequency(phase[1:].view(N_BINS, b, t)).view(N_BINS, b * t)
     return _to_nhwc(logmag, ifreq, b, t)
@@ -285,7 +286,7 @@ def melspecgrams_to_audio(spec: Tensor) -> Tensor:
     b, t = spec.shape[:2]
     if b == 0:  # MKL's FFT rejects empty batches
         return spec.new_zeros((0, AUDIO_LENGTH))
-    tables = _tables(spec.device, spec.dtype)
+    tables = audio_tables(spec.device, spec.dtype)
     mag2, phase = _mel_to_linear(spec, tables)
     mag = torch.sqrt(mag2.add_(_EPS))
     mag[0] = 0.0
@@ -347,7 +348,7 @@ def audio_to_melspecgrams(audio: Tensor, phase_floor: float | None = PHASE_FLOOR
     b = audio.shape[0]
     if b == 0:  # MKL's FFT rejects empty batches
         return audio.new_zeros((0, N_FRAMES, N_BINS, 2))
-    tables = _tables(audio.device, audio.dtype)
+    tables = audio_tables(audio.device, audio.dtype)
     stft = _stft(audio, tables.window).permute(2, 0, 1).contiguous()  # [1024, B, T]
     amplitude = torch.abs(stft)
     logmag = torch.log(amplitude + _EPS)

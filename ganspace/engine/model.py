@@ -230,13 +230,10 @@ class GANSynthModel:
         if cached is None:
             d.check_compatible(self)
             comp = np.asarray(d.components)
-            cached = (
-                torch.as_tensor(comp.reshape(len(comp), -1), dtype=torch.float32).to(self.device),
-                torch.as_tensor(np.asarray(d.stdev), dtype=torch.float32).to(self.device),
-                torch.as_tensor(np.asarray(d.mean).reshape(-1), dtype=torch.float32).to(
-                    self.device
-                ),
-            )
+            comp_t, stdev_t, mean_t = (
+                torch.as_tensor(a, dtype=torch.float32, device=self.device)
+                for a in (comp.reshape(len(comp), -1), d.stdev, np.asarray(d.mean).reshape(-1)))
+            cached = comp_t, stdev_t, mean_t
             self._dir_cache[d] = cached
         return cached
 
@@ -301,7 +298,8 @@ class GANSynthModel:
             if directions is not None:
                 off = offsets if offsets.shape[0] == 1 else offsets[s:e]
                 edit = (directions.layer, offset_edit(off, shape, base))
-            gen = self._compiled if edit is None and self._compiled else self.fast_generator
+            gen = self._compiled if edit is None and self._compiled is not None else (
+                self.fast_generator)
             tanh = gen(None if zt is None else zt[s:e], labels[s:e], edit=edit)
             yield audio.denormalize(tanh.permute(0, 2, 3, 1), self.hparams)
 
