@@ -320,13 +320,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
         "parameters": model.generator.num_parameters()}
     if load_s is not None:
         header["load_model_s"] = round(load_s, 3)
+    if args.precision == "auto" and model.precision == "float32":
+        header["note"] = (f"auto is float32 here: {header['machine']} has no AVX512-BF16 or AMX "
+                          "(bfloat16 would be slower than float32)")
     fidelity = _fidelity(args, model)
     ratios = _ratios(timings, against)
     if args.json:
         print(json.dumps({**header, "timings": timings_as_dicts(timings), "against": against,
                           "ratios": ratios, "fidelity": fidelity}, indent=1))
         return 0
+    note = header.pop("note", None)
     print(" ".join(f"{k}={v}" for k, v in header.items()))
+    if note:
+        print(note)
     print(f"{'stage':<20}{'batch':>6}{'ms/note':>12}{'notes/s':>12}")
     for t in timings:
         print(f"{t.stage:<20}{t.batch:>6}{t.ms_per_note:>12.2f}{t.notes_per_s:>12.1f}")

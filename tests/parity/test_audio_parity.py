@@ -150,10 +150,10 @@ def test_batch_independence_and_dtypes(ref: dict[str, np.ndarray]) -> None:
 def test_tables_are_cached(ref: dict[str, np.ndarray]) -> None:
     spec = torch.from_numpy(ref["generator_output_denorm"][:1])
     audio.melspecgrams_to_audio(spec)
-    misses = audio._tables.cache_info().misses
+    misses = audio.audio_tables.cache_info().misses
     audio.melspecgrams_to_audio(spec)
     audio.audio_to_melspecgrams(torch.zeros(1, 64000))
-    assert audio._tables.cache_info().misses == misses
+    assert audio.audio_tables.cache_info().misses == misses
 
 
 # --- forward: audio -> mel spectrogram ------------------------------------------------------------
