@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import abc
 import math
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,15 +136,20 @@ def _act(x: Tensor) -> Tensor:
     return pixel_norm(F.leaky_relu(x, 0.2))
 
 
-def _act_inplace(x: Tensor) -> Tensor:
-    """``pixel_norm(leaky_relu(x))`` overwriting x [B, C, H, W] in three memory passes and six
-    operations (inference only; fastest on channels_last tensors, where the channel reduction is
+def _pixel_norm_inplace(x: Tensor) -> Tensor:
+    """``pixel_norm(x)`` overwriting x [B, C, H, W] in two memory passes and five operations
+    (inference only; fastest on channels_last tensors, where the channel reduction is
     contiguous; few operations, since each one synchronises the thread pool). The sums of
     squares are float32 whatever x's dtype (no float16 overflow, no bfloat16 rounding)."""
-    x = F.leaky_relu_(x, 0.2)
     norm = torch.linalg.vector_norm(x, dim=1, keepdim=True, dtype=torch.float32)
     inv = torch.full_like(norm, 1e-8).addcmul_(norm, norm, value=1.0 / x.shape[1]).rsqrt_()
     return x.mul_(inv.to(x.dtype))
+
+
+def _act_inplace(x: Tensor) -> Tensor:
+    """``pixel_norm(leaky_relu(x))`` overwriting x [B, C, H, W] (see
+    :func:`_pixel_norm_inplace`)."""
+    return _pixel_norm_inplace(F.leaky_relu_(x, 0.2))
 
 
 def he_scale(cin: int, kh: int, kw: int, slope: float) -> float:
@@ -400,6 +406,20 @@ def _rgb(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
     return torch.tanh(F.conv2d(x, w, b))
 
 
+def _prepack_ops_available() -> bool:
+    """Whether this torch has oneDNN's weight prepacking and fused convolution operators (the
+    ones torch.compile's CPU backend uses)."""
+    mkldnn = torch.ops.mkldnn
+    return torch.backends.mkldnn.is_available() and all(
+        hasattr(mkldnn, op) for op in ("_reorder_convolution_weight", "_convolution_pointwise",
+                                       "_reorder_convolution_transpose_weight",
+                                       "_convolution_transpose_pointwise"))
+
+
+PREPACKED_BATCHES = 4
+"""Batch sizes whose prepacked weights a :class:`FastGenerator` keeps (least recently used
+dropped): oneDNN's best weight layout depends on the input shape."""
+
 FLOAT32_BLOCKS = 2
 """Leading blocks a reduced-precision :class:`FastGenerator` keeps in float32. Measured on the
 default model (32 notes, log-mel median difference, docs/benchmarks.md): every block adds about
@@ -422,6 +442,49 @@ class FastGenerator(_GeneratorBase):
         super().__init__()
         self.cfg = cfg
         self.dtype = torch.float32
+        # Prepacked oneDNN weights by batch size, then layer name; None: not used.
+        self._prepacked: OrderedDict[int, dict[str, Tensor]] | None = None
+
+    def enable_prepack(self) -> bool:
+        """On the CPU, from now on run the convolutions after block 1's conv0 with weights
+        prepacked once per batch size in oneDNN's layout for that input shape, and the leaky ReLU
+        fused into them (without it oneDNN reorders every weight at every call: 1.15x at batch
+        4, 1.3x at batch 1 on 2 cores, docs/benchmarks.md). Same arithmetic. Returns whether
+        this torch build offers it; tracing (export, torch.compile) and other devices use the
+        plain operators."""
+        if _prepack_ops_available():
+            self._prepacked = OrderedDict()
+        return self._prepacked is not None
+
+    def disable_prepack(self) -> None:
+        """Back to the plain operators (drops the prepacked weights)."""
+        self._prepacked = None
+
+    def _packed_conv(self, name: str, x: Tensor, b: Tensor) -> Tensor:
+        """leaky_relu(conv ``name``(x)) with prepacked weights: x [B, C, H, W] channels_last."""
+        assert self._prepacked is not None
+        mkldnn = torch.ops.mkldnn
+        batch = x.shape[0]
+        packs = self._prepacked.pop(batch, {})
+        self._prepacked[batch] = packs  # most recently used last
+        if len(self._prepacked) > PREPACKED_BATCHES:
+            self._prepacked.popitem(last=False)
+        w = packs.get(name)
+        transposed = name.startswith("c0_")
+        if w is None:
+            dense = self.get_buffer(f"{name}_w")
+            if transposed:
+                w = mkldnn._reorder_convolution_transpose_weight(
+                    dense, [1, 1], [0, 0], [2, 2], [1, 1], 1, list(x.shape))
+            else:
+                w = mkldnn._reorder_convolution_weight(dense, [1, 1], [1, 1], [1, 1], 1,
+                                                       list(x.shape))
+            packs[name] = w
+        if transposed:
+            return mkldnn._convolution_transpose_pointwise(
+                x, w, b, [1, 1], [0, 0], [2, 2], [1, 1], 1, "leaky_relu", [0.2], "")
+        return mkldnn._convolution_pointwise(x, w, b, [1, 1], [1, 1], [1, 1], 1, "leaky_relu",
+                                             [0.2], "")
 
     @classmethod
     @torch.no_grad()
@@ -461,6 +524,9 @@ class FastGenerator(_GeneratorBase):
             return _first_act(x, w, b, (self.cfg.start_height, self.cfg.start_width))
         # A no-op except where the precision changes (after the float32 blocks) or after an edit.
         x = x.to(w.dtype).contiguous(memory_format=torch.channels_last)
+        if (self._prepacked is not None and x.device.type == "cpu"
+                and not torch.jit.is_tracing() and not torch.compiler.is_compiling()):
+            return _pixel_norm_inplace(self._packed_conv(f"c{conv}_{block}", x, b))
         return _conv_act(x, w, b) if conv == 1 else _up_conv_act(x, w, b)
 
     def _to_rgb(self, block: int, x: Tensor) -> Tensor:

@@ -22,7 +22,12 @@ from ganspace.engine import audio
 from ganspace.engine.generator import FastGenerator, Generator, GeneratorConfig
 from ganspace.engine.hparams import NSYNTH_PITCHES, published_hparams
 from ganspace.engine.latent import check_latents
-from ganspace.engine.precision import PRECISIONS, precision_name, resolve_precision
+from ganspace.engine.precision import (
+    PRECISIONS,
+    cpu_bf16_hardware,
+    precision_name,
+    resolve_precision,
+)
 from ganspace.errors import InputError, ModelFormatError
 
 DEFAULT_PITCH = 32
@@ -123,6 +128,8 @@ class GANSynthModel:
         self.generator = generator.to(self.device).eval()
         self.fast_generator = FastGenerator.from_generator(
             self.generator, PRECISIONS[self.precision]).to(self.device)
+        if self.device.type == "cpu" and (self.precision == "float32" or cpu_bf16_hardware()):
+            self.fast_generator.enable_prepack()  # oneDNN packs bfloat16 only where it runs it
         self.batch_size = 256 if self.device.type == "cuda" else 8
         self.compile_mode: str | None = None
         self._compiled: Callable[..., Tensor] | None = None
@@ -140,6 +147,7 @@ class GANSynthModel:
         if mode not in COMPILE_MODES:
             raise InputError(f"compile mode must be one of {', '.join(COMPILE_MODES)}, got "
                              f"{mode!r}")
+        self.fast_generator.disable_prepack()  # inductor packs the weights itself
         self._compiled = torch.compile(self.fast_generator,
                                        mode=None if mode == "default" else mode)
         self.compile_mode = mode

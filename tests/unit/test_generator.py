@@ -73,3 +73,26 @@ def test_noz_mode_ignores_z_and_pitch():
     assert torch.equal(a, b)
     with pytest.raises(InputError, match="z is required"):
         fast(None, torch.tensor([0]))
+
+
+def test_prepacked_weights_give_the_plain_output() -> None:
+    from ganspace.engine.generator import PREPACKED_BATCHES
+
+    torch.manual_seed(0)
+    cfg = GeneratorConfig(latent_size=6, num_pitches=3, num_blocks=7, fmap_base=1024, fmap_max=8)
+    fast = FastGenerator.from_generator(Generator(cfg).eval())
+    if not fast.enable_prepack():
+        pytest.skip("this torch build has no oneDNN weight prepacking")
+    plain = FastGenerator.from_generator(Generator(cfg).eval())
+    plain.load_state_dict(fast.state_dict())
+    with torch.no_grad():
+        for b in (1, 2, 3, 4, 5, 2):
+            z, labels = torch.randn(b, 6), torch.arange(b) % 3
+            # oneDNN may sum in another order; random 8-channel nets amplify it (see above)
+            torch.testing.assert_close(fast(z, labels), plain(z, labels), rtol=0, atol=1e-3)
+    assert fast._prepacked is not None and plain._prepacked is None
+    assert list(fast._prepacked) == [3, 4, 5, 2][-PREPACKED_BATCHES:]  # least recently used out
+    assert len(fast._prepacked[2]) == 13  # every conv after block 1's conv0, once
+    assert all(w.layout == torch._mkldnn for w in fast._prepacked[2].values())
+    fast.disable_prepack()
+    assert fast._prepacked is None
