@@ -3,9 +3,11 @@ directions change.
 
 - :func:`estimate_f0`: YIN (de Cheveigné & Kawahara 2002: cumulative-mean-normalised difference,
   absolute threshold, parabolic interpolation of the difference function, refined on the
-  furthest multiple of the period) on a 4096-sample window at the loudest part of
-  the note (the sustained part for held notes, just after the attack for plucked ones).
-- :func:`spectral_centroid` and :func:`decay_time`: simple timbre and envelope descriptors.
+  furthest multiple of the period) on a 4096-sample window at the loudest part of the note (the
+  sustained part for held notes, just after the attack for plucked ones), upsampled 4x so that
+  lags have sub-sample resolution (bright high notes otherwise drop an octave).
+- :func:`spectral_centroid`, :func:`decay_time`, :func:`attack_time`, :func:`level_db`: simple
+  timbre and envelope descriptors.
 - :func:`evaluate`: ``count`` random notes (z ~ N(0, 1), pitches drawn uniformly from the
   model's pitch set); a note counts as *in tune* when it is finite, not silent, voiced, and its
   f0 is within +-50 cents of its MIDI pitch. With directions, every one of the first components
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.signal import resample_poly
 
 from ganspace.engine.audio import SAMPLE_RATE
 from ganspace.engine.model import GANSynthModel
@@ -32,6 +35,8 @@ from ganspace.train.synthdata import midi_to_hz
 SILENCE_PEAK = 1e-3
 #: YIN's absolute threshold on the normalised difference function.
 YIN_THRESHOLD = 0.15
+#: YIN runs on the analysis window upsampled by this factor (sub-sample lags).
+YIN_UPSAMPLE = 4
 #: Windows whose best normalised difference stays above this are unvoiced (no f0).
 VOICED_MAX = 0.5
 IN_TUNE_CENTS = 50.0
@@ -71,12 +76,18 @@ def estimate_f0(x: np.ndarray, sample_rate: int = SAMPLE_RATE, fmin: float = 30.
         ``(f0 Hz, aperiodicity)``; f0 is NaN when the window is unvoiced (aperiodicity, the
         normalised difference at the chosen lag, above :data:`VOICED_MAX`) or silent.
     """
+    need = 4096 + int(np.ceil(sample_rate / fmin)) + 2
+    seg = analysis_window(np.asarray(x), need)
+    if len(seg) < need or not np.any(seg):
+        return float("nan"), 1.0
+    # On the integer lags of the original rate, bright high notes (energy near 7 kHz, a period
+    # of 30.6 samples at MIDI 72) never line up with the true period, and YIN jumps an octave
+    # down to the nearest lag that does; a 4x upsampled copy puts every lag within 1/8 sample.
+    seg = resample_poly(seg, YIN_UPSAMPLE, 1)
+    sample_rate *= YIN_UPSAMPLE
     tau_min = max(2, int(sample_rate / fmax))
     tau_max = int(np.ceil(sample_rate / fmin))
-    win = 4096
-    seg = analysis_window(np.asarray(x), win + tau_max + 2)
-    if len(seg) < win + tau_max + 2 or not np.any(seg):
-        return float("nan"), 1.0
+    win = 4096 * YIN_UPSAMPLE
     # d(tau) = sum_{j<W} (x_j - x_{j+tau})^2 = E0 + E(tau) - 2 r(tau), via FFT correlation.
     n = 1 << int(np.ceil(np.log2(len(seg) + win)))
     spec_a = np.fft.rfft(seg[:win], n)
@@ -142,6 +153,25 @@ def decay_time(x: np.ndarray, sample_rate: int = SAMPLE_RATE, drop_db: float = 2
     below = np.flatnonzero(rms[peak:] < rms[peak] * 10.0 ** (-drop_db / 20.0))
     frames = int(below[0]) if len(below) else len(rms) - peak
     return frames * hop / sample_rate
+
+
+def attack_time(x: np.ndarray, sample_rate: int = SAMPLE_RATE) -> float:
+    """Seconds from the first 256-sample frame of ``x`` [T] whose RMS reaches 10 % of the
+    loudest frame's to the first that reaches 90 % of it (hop 64 samples, 4 ms)."""
+    hop = 64
+    rms = _frame_rms(x, 256, hop)
+    top = float(rms.max())
+    if not top > 0:
+        return float("nan")
+    start = int(np.argmax(rms >= 0.1 * top))
+    end = int(np.argmax(rms >= 0.9 * top))
+    return max(0, end - start) * hop / sample_rate
+
+
+def level_db(x: np.ndarray) -> float:
+    """RMS level (dBFS) of the loudest 1024-sample frame of ``x`` [T] (-inf when silent)."""
+    top = float(_frame_rms(x, 1024, 256).max())
+    return 20.0 * float(np.log10(top)) if top > 0 else float("-inf")
 
 
 def _generate(model: GANSynthModel, z: np.ndarray, pitches: np.ndarray, **kw: Any) -> np.ndarray:

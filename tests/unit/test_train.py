@@ -24,7 +24,7 @@ import ganspace
 from ganspace.engine.generator import Generator, GeneratorConfig
 from ganspace.engine.hparams import blocks_of_stage, compute_progress
 from ganspace.errors import InputError
-from ganspace.train.dataset import Dataset, make_dataset
+from ganspace.train.dataset import Dataset
 from ganspace.train.discriminator import Discriminator
 from ganspace.train.schedule import (
     batch_size_of,
@@ -35,7 +35,7 @@ from ganspace.train.schedule import (
     progress_of,
     stage_of,
 )
-from ganspace.train.synthdata import render_wavs
+from ganspace.train.synthdata import render_dataset
 from ganspace.train.trainer import Trainer, TrainOptions, features, train
 
 
@@ -43,8 +43,7 @@ from ganspace.train.trainer import Trainer, TrainOptions, features, train
 def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
     """Six synthetic notes over three pitches."""
     root = tmp_path_factory.mktemp("data")
-    render_wavs(root / "wavs", [48, 55, 60], instruments=2, seed=5)
-    return make_dataset(root / "wavs", root / "ds")
+    return render_dataset(root / "ds", [48, 55, 60], notes_per_pitch=2, seed=5)
 
 
 def opts(ds: Dataset, out: Path, **kw: object) -> TrainOptions:
