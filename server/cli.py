@@ -51,7 +51,45 @@ def register_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     p.add_argument("--allow-quit", action="store_true", help="let clients stop the server")
     p.add_argument("--allow", nargs="+", action="extend", default=[], metavar="CIDR",
                    help="networks allowed to send besides loopback (e.g. 192.168.1.0/24)")
+    add_client_limits(p)
     p.set_defaults(func=_serve)
+
+
+def add_client_limits(p: argparse.ArgumentParser) -> None:
+    """The flags of the per-client limits (defaults: :class:`ServerConfig`'s, docs/server.md)."""
+    from ganspace_server.server import ServerConfig
+
+    d = ServerConfig()
+    g = p.add_argument_group("clients", "fair sharing, gone clients, session expiry "
+                             "(docs/server.md explains the defaults)")
+    g.add_argument("--client-jobs", type=_positive_int, default=d.client_jobs, metavar="N",
+                   help="jobs one client may have alive; the next answers busy "
+                   f"(default {d.client_jobs})")
+    g.add_argument("--max-jobs", type=_positive_int, default=d.max_jobs, metavar="N",
+                   help=f"jobs alive of all clients together (default {d.max_jobs})")
+    g.add_argument("--client-timeout", type=_positive_float, default=d.client_timeout,
+                   metavar="SECONDS", help="a client silent this long has its waiting jobs "
+                   f"dropped and may lose its session to a new client (default "
+                   f"{d.client_timeout:g})")
+    g.add_argument("--session-idle", type=_positive_float, default=d.session_idle,
+                   metavar="SECONDS", help="a client silent this long loses its session (z "
+                   f"slots, coefficients, HALLU steps...) (default {d.session_idle:g})")
+    g.add_argument("--max-sessions", type=_positive_int, default=d.max_sessions, metavar="N",
+                   help=f"client sessions kept at once (default {d.max_sessions})")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text}: must be at least 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text}: must be more than 0")
+    return value
 
 
 def register_bench_server(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -91,7 +129,10 @@ def _serve(args: argparse.Namespace) -> int:
         if args.directions is not None:
             roots.append(args.directions.resolve().parent)
     config = ServerConfig(host=args.host, port=args.port, model_roots=roots,
-                          allow=parse_networks(args.allow), allow_quit=args.allow_quit)
+                          allow=parse_networks(args.allow), allow_quit=args.allow_quit,
+                          client_jobs=args.client_jobs, max_jobs=args.max_jobs,
+                          client_timeout=args.client_timeout, session_idle=args.session_idle,
+                          max_sessions=args.max_sessions)
     if args.cache_dir is not None:
         config.cache_dir = args.cache_dir
     print(f"loading model {model_dir} ...", flush=True)
