@@ -531,7 +531,9 @@ class Server:
         try:
             self._deliver(job, out.result)
         except delivery.DeliveryError as exc:
-            if job.delivery == "stream" and not job.cancel.is_set():  # it stopped acking
+            if job.cancel.is_set():  # superseded or cancelled while streaming
+                return job.reason
+            if job.delivery == "stream":  # it stopped acking
                 s.gone = "this client stopped acknowledging stream chunks"
             return str(exc)
         return out.result.done
