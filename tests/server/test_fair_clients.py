@@ -469,3 +469,34 @@ def test_the_session_bound_evicts_the_least_recently_used_silent_client(
     finally:
         for p in peers:
             p.close()
+
+
+def test_a_stream_superseded_while_it_is_sent_answers_superseded(
+        make_server: ServerFactory) -> None:
+    """Latest wins during a stream delivery: the old note answers `superseded` (not `cancelled`)
+    and the client is not taken for gone."""
+    server = make_server(ack_timeout=5.0)   # the old stream waits for acks the whole test
+    p = Peer(server)
+    try:
+        p.send("/delivery", "stream")
+        p.send("/z.random", 0, 1)
+        p.send("/latest", "s")
+        p.send("/synth", "a", 40)
+        p.until(lambda m: m[0] == "/buffer.begin")   # "a" is being streamed, never acked
+        p.send("/latest", "s")
+        p.send("/synth", "b", 40)
+        answers: list[Message] = []
+        while len(answers) < 2:
+            raw = p.sock.recvfrom(65536)[0]
+            if raw.startswith(b"/buffer.chunk\0"):
+                _, (name, offset), _ = oscwire.decode_floats(raw)
+                if name == "b":
+                    p.send("/buffer.ack", name, offset)
+                continue
+            m = next(oscwire.parse(raw))
+            if _answer_to("/synth")(m):
+                answers.append(m)
+        assert answers == [("/fail", ["/synth", "superseded"]), ("/done", ["/synth", "b"])]
+        assert server.dropped == 0 and not server.sessions()[0].gone
+    finally:
+        p.close()
