@@ -133,7 +133,8 @@ class RateLimitedLog:
                 self._repeats[text] = _Repeat(now)
                 if len(self._repeats) > self.max_texts:
                     old, old_rep = self._repeats.popitem(last=False)
-                    lines.extend(self._summary(old, old_rep))
+                    if old_rep.count:
+                        lines.append(self._summary(old, old_rep))
                 lines.append(text)
             lines = self._admit(lines, now)
         for line in lines:
@@ -156,14 +157,12 @@ class RateLimitedLog:
                 break
             del self._repeats[text]
             if rep.count:
-                lines.extend(self._summary(text, rep))
+                lines.append(self._summary(text, rep))
                 self._repeats[text] = _Repeat(now)
         return lines
 
-    def _summary(self, text: str, rep: _Repeat) -> list[str]:
-        if not rep.count:
-            return []
-        return [f"{text} (repeated {rep.count} times in the last {self.window:g} s)"]
+    def _summary(self, text: str, rep: _Repeat) -> str:
+        return f"{text} (repeated {rep.count} times in the last {self.window:g} s)"
 
     def _admit(self, lines: list[str], now: float) -> list[str]:
         """The lines the rate limit lets through (with a note of what it dropped before)."""

@@ -500,3 +500,36 @@ def test_a_stream_superseded_while_it_is_sent_answers_superseded(
         assert server.dropped == 0 and not server.sessions()[0].gone
     finally:
         p.close()
+
+
+def test_serve_flags_set_the_client_limits(tiny_model_dir: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from ganspace.cli import main as cli_main
+    from ganspace_server import server as server_module
+
+    configs: list[ServerConfig] = []
+
+    class Recorder:
+        address = ("127.0.0.1", 1)
+
+        def __init__(self, model: object, config: ServerConfig, *args: object) -> None:
+            configs.append(config)
+
+        def start(self) -> None: ...
+
+        def wait(self) -> bool:
+            return True
+
+        def close(self) -> None: ...
+
+    monkeypatch.setattr(server_module, "Server", Recorder)
+    assert cli_main(["serve", "--model", str(tiny_model_dir), "--device", "cpu", "--port", "0",
+                     "--client-jobs", "4", "--max-jobs", "9", "--client-timeout", "60",
+                     "--session-idle", "7200", "--max-sessions", "8"]) == 0
+    cfg = configs[0]
+    assert (cfg.client_jobs, cfg.max_jobs, cfg.client_timeout, cfg.session_idle,
+            cfg.max_sessions) == (4, 9, 60.0, 7200.0, 8)
+    assert cli_main(["serve", "--model", str(tiny_model_dir), "--device", "cpu"]) == 0
+    defaults = ServerConfig()
+    assert (configs[1].client_jobs, configs[1].session_idle) == (defaults.client_jobs,
+                                                                 defaults.session_idle)
