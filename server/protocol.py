@@ -23,7 +23,7 @@ DEFAULT_PORT = 57130
 
 # ---- limits (part of the protocol: a client may rely on them) ---------------------------------
 MAX_PACKET = 65507  #: largest UDP payload the server reads
-MAX_CLIENTS = 32  #: sessions kept at once (idle ones are evicted first)
+MAX_CLIENTS = 32  #: sessions kept at once by default (serve --max-sessions)
 Z_SLOTS = 64  #: server-side latent slots per client, 0..63
 COEF_MAX = 1024  #: coefficients per vector, indices 0..1023
 COEF_LIMIT = 100.0  #: |coefficient| in standard deviations
@@ -36,7 +36,8 @@ MAX_INTERP = 32  #: HALLU interpolation steps (subdivisions)
 MAX_HALLU_SOUNDS = 2048  #: sounds per hallucination
 MAX_CLIP_SECONDS = 600.0  #: length of a hallucination clip
 MAX_SETTING_SECONDS = 4.0  #: HALLU spacing / trim / attack / sustain / release
-MAX_QUEUE = 32  #: generation jobs waiting per server (full -> /fail <cmd> busy)
+MAX_QUEUE = 32  #: generation jobs alive per client by default (full -> /fail <cmd> busy)
+MAX_JOBS = 128  #: generation jobs alive of all clients by default (full -> /fail <cmd> busy: ...)
 MAX_SYNCS = 256  #: unanswered /sync requests per client
 CHUNK_FLOATS = 4000  #: floats per /buffer.chunk (at most 8000)
 STREAM_WINDOW = 7  #: unacknowledged chunks in flight (4000 x 7 x 5 bytes = 140 kB)
@@ -44,6 +45,8 @@ PATH_MAX = 1024  #: characters in a path
 INT32_MAX = 2**31 - 1
 MIRROR_MIN = 16  #: coefficients mirrored with /hallu.coef (more when higher ones were set)
 HALLU_SETTINGS = ("interp", "spacing", "trim", "attack", "sustain", "release")
+#: /fail reason for every message (but /notify) of a client whose session expired
+EXPIRED_REASON = "session expired: send /notify and your state again"
 
 
 # ---- argument builders --------------------------------------------------------------------------
@@ -117,6 +120,9 @@ COMMANDS: dict[str, Command] = {c.address: c for c in (
             (_name("buffer", "buffer name of the chunk"),
              _int("offset", "offset of the chunk", 0, INT32_MAX))),
     Command("/status", "Session", "Ask for the server's state.", replies=("/status.reply",)),
+    Command("/clients", "Session",
+            "Ask how many client sessions the server keeps and how many jobs are alive.",
+            replies=("/clients.reply",)),
     Command("/version", "Session", "Ask for the server's version.", replies=("/version.reply",)),
     Command("/sync", "Session",
             "Answer `/synced <id>` once every earlier command of this client has finished "
@@ -274,8 +280,11 @@ REPLIES: dict[str, Reply] = {r.address: r for r in (
           "A command succeeded; command-specific values follow (see each command)."),
     Reply("/fail", (Arg("cmd", "s", "the command's address (as sent, at most 128 characters)"),
                     Arg("reason", "s", "what was wrong, in words")),
-          "A command failed; nothing changed. Reasons include `busy` (queue full), "
-          "`superseded` (/latest), `cancelled`, `unknown command`, argument errors."),
+          "A command failed; nothing changed. Reasons include `busy` (this client's jobs "
+          "are at their bound), `busy: ...` (all clients' jobs are), `superseded` (/latest), "
+          "`cancelled`, `dropped: ...` (the server took the client for gone), "
+          f"`{EXPIRED_REASON}` (the client's state was forgotten: send `/notify` and set it up "
+          "again), `unknown command`, argument errors."),
     Reply("/synced", (Arg("id", "i", "the id given to /sync"),), "Answer to /sync."),
     Reply("/status.reply",
           (Arg("model", "s", "model name (folder name)"), Arg("pitches", "i", "number of pitches"),
@@ -285,6 +294,12 @@ REPLIES: dict[str, Reply] = {r.address: r for r in (
            Arg("device", "s", "cpu or cuda[:n]"), Arg("queue", "i", "jobs waiting or running"),
            Arg("version", "s", "server version")),
           "The server's state (answer to /status; also sent to subscribers when it changes)."),
+    Reply("/clients.reply",
+          (Arg("sessions", "i", "client sessions kept now"),
+           Arg("max_sessions", "i", "most sessions kept at once"),
+           Arg("jobs", "i", "jobs alive (waiting, running or being delivered) of all clients"),
+           Arg("yours", "i", "jobs alive of the asking client")),
+          "Answer to /clients."),
     Reply("/version.reply",
           (Arg("program", "s", "`ganspacesynth`"), Arg("version", "s", "package version"),
            Arg("protocol", "i", f"protocol version ({PROTOCOL_VERSION})")),
@@ -330,7 +345,7 @@ REPLIES: dict[str, Reply] = {r.address: r for r in (
 #: The limits ``docs/protocol.md`` lists: (constant, value, what it bounds).
 LIMITS: tuple[tuple[str, int | float, str], ...] = (
     ("MAX_PACKET", MAX_PACKET, "bytes per datagram"),
-    ("MAX_CLIENTS", MAX_CLIENTS, "clients (sessions)"),
+    ("MAX_CLIENTS", MAX_CLIENTS, "client sessions (default; `serve --max-sessions`)"),
     ("Z_SLOTS", Z_SLOTS, "z slots per client"),
     ("COEF_MAX", COEF_MAX, "coefficients per step"),
     ("COEF_LIMIT", COEF_LIMIT, "largest absolute coefficient"),
@@ -339,7 +354,8 @@ LIMITS: tuple[tuple[str, int | float, str], ...] = (
     ("MAX_STEPS", MAX_STEPS, "HALLU steps per client"),
     ("MAX_HALLU_SOUNDS", MAX_HALLU_SOUNDS, "sounds per hallucination"),
     ("MAX_CLIP_SECONDS", MAX_CLIP_SECONDS, "seconds per hallucination clip"),
-    ("MAX_QUEUE", MAX_QUEUE, "jobs waiting"),
+    ("MAX_QUEUE", MAX_QUEUE, "jobs alive per client (default; `serve --client-jobs`)"),
+    ("MAX_JOBS", MAX_JOBS, "jobs alive of all clients (default; `serve --max-jobs`)"),
     ("MAX_SYNCS", MAX_SYNCS, "unanswered /sync per client"),
     ("CHUNK_FLOATS", CHUNK_FLOATS, "floats per /buffer.chunk"),
     ("STREAM_WINDOW", STREAM_WINDOW, "chunks in flight"),

@@ -4,8 +4,12 @@ Threads:
 
 - receiver: reads datagrams, checks the source, parses, validates every message against
   :mod:`ganspace_server.protocol` and hands it to its handler (:mod:`ganspace_server.handlers`),
-  which answers at once or submits a job (never waits for generation);
-- worker: runs jobs one at a time on the model's device (generation, hallucination);
+  which answers at once or submits a job (never waits for generation); about twice a second it
+  also keeps house: drops the waiting jobs of clients silent for ``client_timeout``, expires
+  sessions idle for ``session_idle`` and logs the counts of repeated warnings;
+- worker: runs jobs one at a time on the model's device (generation, hallucination), taking them
+  fairly across clients (:class:`~ganspace_server.jobs.JobQueue`); it runs at most
+  :data:`READY_MAX` jobs ahead of delivery, so finished buffers never pile up in memory;
 - delivery: sends each job's buffers (file, stream or play) and its ``/done`` or ``/fail``, in
   order, then answers ``/sync`` requests that were waiting for it;
 - loader (while a ``/model.load`` or ``/directions.load`` runs, see
@@ -24,7 +28,7 @@ import queue
 import socket
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +51,11 @@ from ganspace_server.validator import validate
 log = logging.getLogger("ganspace_server")
 
 FAIL_CMD_MAX = 128
+READY_MAX = 2  #: finished jobs waiting for the delivery thread (the worker waits beyond that)
+HOUSEKEEPING_PERIOD = 0.5  #: seconds between checks for silent clients and idle sessions
+EXPIRED_MEMORY = 1024  #: expired clients remembered (to tell them to re-initialise)
+QUIET_REASONS = ("superseded", "cancelled")  #: /fail reasons that are normal, logged at debug
+DROPPED = "dropped"  #: first word of the /fail reason of a gone client's jobs (logged once)
 
 
 @dataclass
@@ -61,8 +70,14 @@ class ServerConfig:
         allow: networks allowed besides loopback (needed to bind a non-loopback address).
         allow_quit: whether ``/quit`` stops the server.
         ack_timeout: seconds before an unacknowledged chunk is sent again.
-        ack_tries: sends of one chunk before the delivery fails.
-        session_idle: seconds after which an idle client may be evicted for a new one.
+        ack_tries: sends of one chunk before the delivery fails (the client is then taken for
+            gone and its waiting jobs are dropped).
+        client_jobs: alive jobs per client (the next answers ``/fail <cmd> busy``).
+        max_jobs: alive jobs of all clients together (the next answers ``busy: ...``).
+        client_timeout: seconds without a message after which a client's waiting jobs are
+            dropped; its session may then make room for a new client.
+        session_idle: seconds without a message after which a client's session expires.
+        max_sessions: sessions kept at once.
     """
 
     host: str = "127.0.0.1"
@@ -74,7 +89,11 @@ class ServerConfig:
     allow_quit: bool = False
     ack_timeout: float = 0.25
     ack_tries: int = 5
-    session_idle: float = 600.0
+    client_jobs: int = protocol.MAX_QUEUE
+    max_jobs: int = protocol.MAX_JOBS
+    client_timeout: float = 300.0
+    session_idle: float = 3600.0
+    max_sessions: int = protocol.MAX_CLIENTS
 
 
 @dataclass(frozen=True)
@@ -89,10 +108,15 @@ class ModelState:
 
 @dataclass(frozen=True)
 class JobTiming:
-    """Timing of one finished job (seconds): waiting, generating, delivering."""
+    """One finished job: its client, the first value of its ``/done`` ("" when it failed), when
+    the worker started it (``time.perf_counter()``) and how long it waited, generated and was
+    delivered (seconds). Recorded just before its ``/done`` or ``/fail`` is sent."""
 
     job: int
     cmd: str
+    client: Address
+    label: str
+    started: float
     queued: float
     generate: float
     deliver: float
@@ -103,6 +127,7 @@ class _Outcome:
     job: Job
     result: Result | None
     reason: str
+    started: float
     queued: float
     generate: float
 
@@ -118,6 +143,8 @@ class Server:
         paths: resolves client-given paths inside the model roots.
         loading: held while a model or directions load runs (one at a time).
         timings: the last 1000 finished jobs' timings.
+        dropped: jobs dropped because their client was gone (silent or unreachable).
+        expired: sessions that expired or were evicted.
     """
 
     def __init__(self, model: GANSynthModel, config: ServerConfig | None = None,
@@ -132,11 +159,16 @@ class Server:
         self.paths = PathGuard(self.config.model_roots)
         self.loading = threading.Lock()
         self.timings: deque[JobTiming] = deque(maxlen=1000)
+        self.dropped = 0
+        self.expired = 0
         self._sources = SourceFilter(self.config.allow)
         self._cache = delivery.FileCache(self.config.cache_dir, self.config.cache_bytes)
-        self._queue = JobQueue(protocol.MAX_QUEUE)
-        self._outbox: queue.Queue[_Outcome | None] = queue.Queue()
-        self._sessions: dict[Address, Session] = {}
+        self._queue = JobQueue(self.config.client_jobs, self.config.max_jobs)
+        self._outbox: queue.Queue[_Outcome | None] = queue.Queue(READY_MAX)
+        self._sessions: dict[Address, Session] = {}  # in order of last message (oldest first)
+        self._forgotten: OrderedDict[Address, Address] = OrderedDict()  # sender -> reply_to
+        self._sessions_lock = threading.Lock()
+        self._counts_lock = threading.Lock()
         self._ids = itertools.count(1)
         self._stop = threading.Event()
         self._quit = threading.Event()
@@ -179,7 +211,7 @@ class Server:
         """Stop the threads, close the socket and delete the delivered files."""
         self._stop.set()
         self._queue.close()
-        self._outbox.put(None)
+        self._outbox.put(None)  # the delivery thread drains the outbox, so this never hangs
         for t in self._threads:
             t.join(timeout=5)
         if self._sock is not None:
@@ -220,9 +252,9 @@ class Server:
         for i in ids:
             self.reply(s, "/synced", i)
 
-    def _fail_to(self, to: Address, cmd: str, reason: str) -> None:
+    def _fail_to(self, to: Address, cmd: str, reason: str, quiet: bool = False) -> None:
         cmd = cmd[:FAIL_CMD_MAX]
-        if reason in ("superseded", "cancelled"):  # normal during slider sweeps
+        if quiet or reason in QUIET_REASONS:  # normal during slider sweeps, or logged once
             log.debug("%s:%d %s %s", to[0], to[1], cmd, reason)
         else:
             self._warn.warning("%s:%d %s failed: %s", to[0], to[1], cmd, reason)
@@ -231,11 +263,12 @@ class Server:
     # ---- for handlers: server state -------------------------------------------------------------
     def sessions(self) -> list[Session]:
         """Every client's session."""
-        return list(self._sessions.values())
+        with self._sessions_lock:
+            return list(self._sessions.values())
 
-    def jobs_alive(self) -> int:
-        """Jobs waiting, running or being delivered."""
-        return len(self._queue)
+    def jobs_alive(self, s: Session | None = None) -> int:
+        """Jobs waiting, running or being delivered (of client ``s``, or of all)."""
+        return len(self._queue) if s is None else self._queue.alive(s)
 
     def request_quit(self) -> None:
         """Wake :meth:`wait` (a client sent /quit)."""
@@ -251,13 +284,13 @@ class Server:
         client's delivery mode and ``/done`` answered. ``total`` > 0 sends /progress.
 
         Raises:
-            InputError: ``busy`` (the queue is full).
+            InputError: ``busy`` (this client's jobs, or all jobs, are at their bound).
         """
         job = Job(self.next_id(), s, r.command.address, run, s.delivery, total, r.tag)
         try:
             dropped = self._queue.submit(job)
-        except Busy:
-            raise InputError("busy") from None
+        except Busy as exc:
+            raise InputError(str(exc)) from None
         s.begin(job.id)
         for old in dropped:
             self.fail(old.session, old.cmd, "superseded")
@@ -284,17 +317,72 @@ class Server:
     # ---- receiving and dispatch -----------------------------------------------------------------
     def _receive_loop(self) -> None:
         assert self._sock is not None
+        next_check = time.monotonic() + HOUSEKEEPING_PERIOD
         while not self._stop.is_set():
             try:
                 data, addr = self._sock.recvfrom(65536)
-            except TimeoutError:
-                continue
-            except OSError:  # ICMP errors of earlier sends surface here on Linux
-                continue
-            try:
-                self._datagram(data, (addr[0], addr[1]))
-            except Exception:  # the receiver never dies
-                log.exception("unexpected error handling a datagram from %s", addr)
+            except OSError:  # timeout; ICMP errors of earlier sends surface here on Linux
+                pass
+            else:
+                try:
+                    self._datagram(data, (addr[0], addr[1]))
+                except Exception:  # the receiver never dies
+                    self._warn.warning("unexpected error handling a datagram from %s", addr,
+                                       exc_info=True)
+            now = time.monotonic()
+            if now >= next_check:
+                next_check = now + HOUSEKEEPING_PERIOD
+                try:
+                    self._housekeep(now)
+                except Exception:
+                    self._warn.warning("unexpected error in housekeeping", exc_info=True)
+
+    def _housekeep(self, now: float) -> None:
+        """Drop the waiting jobs of silent clients, expire idle sessions, log repeat counts."""
+        cfg = self.config
+        for s in self.sessions():
+            silent = now - s.last_seen
+            if silent >= cfg.client_timeout:
+                self._drop_jobs(s, f"{DROPPED}: this client sent nothing for "
+                                   f"{cfg.client_timeout:g} s")
+            if silent >= cfg.session_idle and not s.busy:
+                self._forget(s, f"idle for {cfg.session_idle:g} s")
+        self._warn.flush()
+        self._drop.flush()
+
+    def _drop_jobs(self, s: Session, reason: str) -> None:
+        """Drop a gone client's waiting jobs: answer each ``/fail <cmd> <reason>``, log once."""
+        jobs = self._queue.drop(s)
+        if not jobs:
+            return
+        self._count_dropped(len(jobs))
+        self._warn.warning("%s:%d %s (%d waiting jobs)", s.sender[0], s.sender[1], reason,
+                           len(jobs))
+        for job in jobs:
+            self._fail_to(s.reply_to, job.cmd, reason, quiet=True)
+            self.synced(s, s.end(job.id))
+
+    def _count_dropped(self, n: int) -> None:
+        with self._counts_lock:
+            self.dropped += n
+
+    def _forget(self, s: Session, why: str) -> None:
+        """Expire a session: the whole object goes, with every bit of the client's state; its
+        next message (unless ``/notify``) is told to re-initialise."""
+        with self._sessions_lock:
+            if self._sessions.get(s.sender) is not s:
+                return
+            self._expire_locked(s)
+        log.info("session of %s:%d expired (%s)", s.sender[0], s.sender[1], why)
+
+    def _expire_locked(self, s: Session) -> None:
+        """Forget a session and remember where its client listens (sessions lock held)."""
+        del self._sessions[s.sender]
+        self._forgotten[s.sender] = s.reply_to
+        while len(self._forgotten) > EXPIRED_MEMORY:
+            self._forgotten.popitem(last=False)
+        with self._counts_lock:
+            self.expired += 1
 
     def _datagram(self, data: bytes, sender: Address) -> None:
         if not self._sources.allows(sender[0]):
@@ -306,34 +394,60 @@ class Server:
             address = oscwire.read_address(data)
             s = self._sessions.get(sender)
             if address is None:
-                self._warn.warning("%s:%d sent %d bytes that are not OSC (%s)", sender[0],
-                                   sender[1], len(data), exc)
+                self._warn.warning("%s:%d sent a datagram that is not OSC (%s)", sender[0],
+                                   sender[1], exc)
                 return
             self._fail_to(s.reply_to if s else sender, address, str(exc))
             return
         for address, args in messages:
             self._message(address, args, sender)
 
-    def _session(self, sender: Address) -> Session | None:
-        s = self._sessions.get(sender)
-        if s is None:
-            if len(self._sessions) >= protocol.MAX_CLIENTS:
-                now = time.monotonic()
-                idle = [x for x in self._sessions.values()
-                        if now - x.last_seen > self.config.session_idle and not x.busy]
-                if not idle:
-                    return None
-                oldest = min(idle, key=lambda x: x.last_seen)
-                del self._sessions[oldest.sender]
-            s = Session(sender, sender, default_pitch(self.state.model.pitches))
-            self._sessions[sender] = s
-        s.last_seen = time.monotonic()
+    def _session(self, sender: Address, address: str) -> Session | None:
+        """The sender's session (new if needed), marked as just seen; None (after answering
+        ``/fail``) when the sender's session expired and this is not ``/notify``, or when no
+        session can be opened."""
+        now = time.monotonic()
+        with self._sessions_lock:
+            s = self._sessions.pop(sender, None)  # re-inserted last: the dict stays LRU-ordered
+            got = s if s is not None else self._open(sender, address, now)
+            if isinstance(got, Session):
+                got.last_seen = now
+                self._sessions[sender] = got
+        if not isinstance(got, Session):
+            self._fail_to(got[0], address, got[1])
+            return None
+        s = got
+        if s.gone:  # it speaks again: deliver to it again
+            log.info("%s:%d is back", sender[0], sender[1])
+            s.gone = ""
         return s
 
+    def _open(self, sender: Address, address: str, now: float) -> Session | tuple[Address, str]:
+        """A new session for ``sender`` (sessions lock held), or where and why to refuse it."""
+        reply_to = self._forgotten.get(sender)
+        if reply_to is not None and address != "/notify":
+            return reply_to, protocol.EXPIRED_REASON
+        if len(self._sessions) >= self.config.max_sessions and not self._make_room(now):
+            return sender, f"too many clients (at most {self.config.max_sessions})"
+        self._forgotten.pop(sender, None)
+        return Session(sender, sender, default_pitch(self.state.model.pitches))
+
+    def _make_room(self, now: float) -> bool:
+        """Evict the least recently seen session silent for ``client_timeout`` and without
+        unfinished commands (sessions lock held). False when there is none."""
+        for old in self._sessions.values():  # least recently seen first
+            if now - old.last_seen < self.config.client_timeout:
+                return False
+            if not old.busy:
+                self._expire_locked(old)
+                log.info("session of %s:%d evicted for a new client (silent for %.0f s)",
+                         old.sender[0], old.sender[1], now - old.last_seen)
+                return True
+        return False
+
     def _message(self, address: str, args: list[Any], sender: Address) -> None:
-        s = self._session(sender)
+        s = self._session(sender, address)
         if s is None:
-            self._fail_to(sender, address, f"too many clients (at most {protocol.MAX_CLIENTS})")
             return
         with s.lock:
             tag = s.tag
@@ -346,7 +460,7 @@ class Server:
             except (ProtocolError, GanspaceError) as exc:
                 self.fail(s, address, str(exc))
             except Exception as exc:
-                log.exception("error in %s", address)
+                self._warn.warning("error in %s", address, exc_info=True)
                 self.fail(s, address, f"internal error: {exc}")
 
     # ---- worker and delivery --------------------------------------------------------------------
@@ -369,9 +483,15 @@ class Server:
                 except GanspaceError as exc:
                     reason = job.reason if job.cancel.is_set() else str(exc)
                 except Exception as exc:  # out of memory, a library bug: answer, keep serving
-                    log.exception("job %s failed", job.cmd)
+                    self._warn.warning("job %s failed", job.cmd, exc_info=True)
                     reason = f"{type(exc).__name__}: {exc}"
-            self._outbox.put(_Outcome(job, result, reason, queued, time.perf_counter() - t0))
+            out = _Outcome(job, result, reason, t0, queued, time.perf_counter() - t0)
+            while not self._stop.is_set():  # wait while READY_MAX results await delivery
+                try:
+                    self._outbox.put(out, timeout=0.5)
+                    break
+                except queue.Full:
+                    continue
 
     def _deliver_loop(self) -> None:
         while True:
@@ -381,23 +501,42 @@ class Server:
             t0 = time.perf_counter()
             job, s = out.job, out.job.session
             try:
-                if out.result is None:
-                    self.fail(s, job.cmd, out.reason)
-                elif job.cancel.is_set():
-                    self.fail(s, job.cmd, job.reason)
-                else:
-                    self._deliver(job, out.result)
-                    self.done(s, job.cmd, *out.result.done)
-            except delivery.DeliveryError as exc:
-                self.fail(s, job.cmd, str(exc))
+                done = self._complete(out)
             except Exception as exc:  # e.g. a full disk: answer, keep serving
-                log.exception("delivery of %s failed", job.cmd)
-                self.fail(s, job.cmd, f"delivery failed: {exc}")
-            finally:
-                self._queue.finish(job)
-                self.synced(s, s.end(job.id))
-            self.timings.append(JobTiming(job.id, job.cmd, out.queued, out.generate,
-                                          time.perf_counter() - t0))
+                self._warn.warning("delivery of %s failed", job.cmd, exc_info=True)
+                done = f"delivery failed: {exc}"
+            label = "" if isinstance(done, str) else str(done[0])
+            self.timings.append(JobTiming(job.id, job.cmd, s.sender, label, out.started,
+                                          out.queued, out.generate, time.perf_counter() - t0))
+            if isinstance(done, str):
+                self._fail_to(s.reply_to, job.cmd, done, quiet=done.startswith(DROPPED))
+            else:
+                self.done(s, job.cmd, *done)
+            self._queue.finish(job)
+            self.synced(s, s.end(job.id))
+            if s.gone:
+                self._drop_jobs(s, f"{DROPPED}: {s.gone}")
+
+    def _complete(self, out: _Outcome) -> tuple[int | float | str, ...] | str:
+        """Deliver a finished job's buffers; the values of its ``/done``, or the reason of its
+        ``/fail``."""
+        job, s = out.job, out.job.session
+        if out.result is None:
+            return out.reason
+        if job.cancel.is_set():
+            return job.reason
+        if s.gone:
+            self._count_dropped(1)
+            return f"{DROPPED}: {s.gone}"
+        try:
+            self._deliver(job, out.result)
+        except delivery.DeliveryError as exc:
+            if job.cancel.is_set():  # superseded or cancelled while streaming
+                return job.reason
+            if job.delivery == "stream":  # it stopped acking
+                s.gone = "this client stopped acknowledging stream chunks"
+            return str(exc)
+        return out.result.done
 
     def _deliver(self, job: Job, result: Result) -> None:
         s, sr = job.session, result.sample_rate

@@ -149,7 +149,8 @@ def _good_args(c: Client, root: Path) -> dict[str, tuple[list[Any], str | None]]
     return {
         "/notify": ([port, 0], "/done"), "/delivery": (["file"], "/done"),
         "/buffer.ack": (["snd", 0], None), "/status": ([], "/status.reply"),
-        "/version": ([], "/version.reply"), "/sync": ([3], "/synced"),
+        "/version": ([], "/version.reply"), "/clients": ([], "/clients.reply"),
+        "/sync": ([3], "/synced"),
         "/latest": (["t"], None), "/cancel": ([], "/done"), "/quit": ([], "/fail"),
         "/model.load": (["tiny"], "/done"), "/directions.load": (["dirs.safetensors"], "/done"),
         "/model.layers": ([], "/done"), "/model.pitches": ([], "/done"),
@@ -405,6 +406,7 @@ def test_fuzz_garbage_then_status_still_answers(server: Server, peer: Peer) -> N
         peer.sock.sendto(data, peer.to)
         sent += 1
         if i % 100 == 0:  # let the server keep up so the socket buffer never overflows
+            peer.send("/notify", peer.port, 0)  # a fuzzed /notify may have moved the replies
             peer.send("/sync", i)
             peer.until("/synced", i)
     assert sent > 2500
