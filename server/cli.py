@@ -47,6 +47,9 @@ def register_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
                    metavar="DIR", help="folders /model.load and /directions.load may read "
                    "(default: the repository's models/, the --model folder and the "
                    "--directions folder)")
+    p.add_argument("--presets", type=Path, default=None, metavar="DIR",
+                   help="folder of the presets clients save and load (default "
+                   "~/.local/share/ganspacesynth/presets)")
     p.add_argument("--allow-quit", action="store_true", help="let clients stop the server")
     p.add_argument("--allow", nargs="+", action="extend", default=[], metavar="CIDR",
                    help="networks allowed to send besides loopback (e.g. 192.168.1.0/24)")
@@ -93,8 +96,11 @@ def _serve(args: argparse.Namespace) -> int:
                           allow=parse_networks(args.allow), allow_quit=args.allow_quit)
     if args.cache_dir is not None:
         config.cache_dir = args.cache_dir
+    if args.presets is not None:
+        config.presets_dir = args.presets
     print(f"loading model {model_dir} ...", flush=True)
     model = load_model(model_dir, device=_device(args.device))
+    _ = model.fingerprint  # computed now, not while a client waits (presets, directions checks)
     directions = load_directions(args.directions) if args.directions is not None else None
     if directions is not None:
         print(f"directions {args.directions} (layer {directions.layer}, K={directions.count})",

@@ -35,7 +35,7 @@ import numpy as np
 from ganspace.directions import Directions
 from ganspace.errors import GanspaceError, InputError
 from ganspace.model import GANSynthModel, default_pitch
-from ganspace_server import delivery, oscwire, protocol
+from ganspace_server import delivery, oscwire, presets, protocol
 from ganspace_server.guard import Network, PathGuard, RateLimitedLog, SourceFilter
 from ganspace_server.handlers.registry import HANDLERS
 from ganspace_server.hosts import is_loopback
@@ -63,6 +63,7 @@ class ServerConfig:
         ack_timeout: seconds before an unacknowledged chunk is sent again.
         ack_tries: sends of one chunk before the delivery fails.
         session_idle: seconds after which an idle client may be evicted for a new one.
+        presets_dir: folder of the presets (/preset.save, /preset.load, /preset.list).
     """
 
     host: str = "127.0.0.1"
@@ -75,6 +76,7 @@ class ServerConfig:
     ack_timeout: float = 0.25
     ack_tries: int = 5
     session_idle: float = 600.0
+    presets_dir: Path = field(default_factory=presets.default_presets_dir)
 
 
 @dataclass(frozen=True)
@@ -401,6 +403,11 @@ class Server:
 
     def _deliver(self, job: Job, result: Result) -> None:
         s, sr = job.session, result.sample_rate
+        if isinstance(result, delivery.OwnDelivery):  # e.g. a /bank: many notes, one message
+            result.deliver(delivery.Outlet(self.send, s, job.delivery, self._cache,
+                                           self.config.ack_timeout, self.config.ack_tries,
+                                           job.cancel.is_set))
+            return
         if job.delivery == "play":
             delivery.play(np.concatenate([a for _, a in result.buffers]), sr)
             return

@@ -101,6 +101,7 @@ def model_load(server: Server, s: Session, r: Request) -> None:
 
     def work() -> DoneValues:
         model = load_model(path, device=device)
+        _ = model.fingerprint  # computed here, not on the receiver thread (presets need it)
         d = _own_directions(server, path, model) or server.state.directions
         if d is not None:
             try:
