@@ -196,7 +196,7 @@ def test_keys_bank_plays_notes_in_one_block_at_the_right_pitch(server: KeysServe
 
         # a note of the bank: sound in its first DSP block, exactly the server's note
         m = pd.mark()
-        capture_with(pd, SR * 2, (60, 127))
+        capture_with(pd, SR * 3, (60, 127))
         pd.fast_forward(300)
         pd.to("keys-note", 60, 0)
         y = record(pd, tmp_path, 100, "in-bank.wav")
@@ -262,7 +262,7 @@ def test_keys_eight_voices_mix_the_ninth_steals_the_oldest_sustain_holds(server:
     with open_keys(server, 54, 62) as pd:
         seeded_bank(pd, 5)
         ref = reference(server, 5, 54, 62)
-        capture_with(pd, SR * 3, (55, 127))                  # the oldest note
+        capture_with(pd, SR * 6, (55, 127))                  # the oldest note
         pd.fast_forward(100)
         m_voices = pd.mark()
         play(pd, *((k, 127) for k in range(56, 63)))          # seven more, together
@@ -304,8 +304,8 @@ def test_keys_eight_voices_mix_the_ninth_steals_the_oldest_sustain_holds(server:
         fade = 3 * SR // 1000
         old = placed(length, s1, voice(ref[55], length))
         rest = want - old
-        assert (np.abs(y[s9:s9 + fade] - rest[s9:s9 + fade])
-                <= np.abs(old[s9:s9 + fade]) + tol).all()
+        f = slice(s9, s9 + fade - 2)                         # (the ninth starts at its end)
+        assert (np.abs(y[f] - rest[f]) <= np.abs(old[f]) + tol).all()
         g = (64 / 127) ** 2
         end = int(np.flatnonzero(y)[-1]) + 1                 # the pedal's release
         assert end - s9 >= 200 * SR // 1000, "the pedal held the notes after their note-offs"
@@ -321,13 +321,13 @@ def test_keys_bank_swap_leaves_sounding_notes_unbroken(server: KeysServer, tmp_p
     """A note held on one bank keeps playing exactly while a new bank is loaded into the other
     arrays and swapped in; new notes play the new bank; a render that needs the held note's bank
     again fades that note out (5 ms) before anything is written to it."""
+    ref5, ref6 = reference(server, 5, 60, 61), reference(server, 6, 60, 61)
     with open_keys(server, 60, 61) as pd:
         first = seeded_bank(pd, 5)
-        ref5 = reference(server, 5, 60, 61)
         capture_with(pd, SR * 14, (48, 127))                 # pitch 60 an octave down: 8 s
+        pd.fast_forward(100)
         second = seeded_bank(pd, 6)                          # rendered while the note sounds
         assert second != first
-        ref6 = reference(server, 6, 60, 61)
         play(pd, (61, 127))                                  # the new bank
         pd.fast_forward(300)
         m = pd.mark()
@@ -348,14 +348,14 @@ def test_keys_bank_swap_leaves_sounding_notes_unbroken(server: KeysServer, tmp_p
         s1 = int(np.flatnonzero(y)[0])
         held = placed(length, s1, voice(ref5[60], length, rate=0.5))
         s2 = first_difference(y, held, tol, s1 + 1)
-        assert s2 - s1 > SR // 10
+        assert s2 - s1 >= 100 * SR // 1000                  # the swap came between the notes
         new = placed(length, s2, voice(ref6[61], length))
         kill = first_difference(y, held + new, tol, s2 + 1)
         # unbroken through the swap: exact from the note-on to the fade
         assert kill - s2 >= 300 * SR // 1000
         fade = 5 * SR // 1000
-        assert (np.abs(y[kill:kill + fade] - new[kill:kill + fade])
-                <= np.abs(held[kill:kill + fade]) + tol).all()
+        f = slice(kill, kill + fade)
+        assert (np.abs(y[f] - new[f]) <= np.abs(held[f]) + tol).all()
         end = int(np.flatnonzero(y)[-1]) + 1
         assert np.abs(y[kill + fade + 1:end] - new[kill + fade + 1:end]).max() < tol
 

@@ -1,4 +1,4 @@
-"""Drive real headless Pure Data over OSC for the patch tests and scripts/bench_patch.py.
+"""Drive real headless Pure Data over OSC for the patch tests and the patch benchmarks.
 
 `PdSession` starts `pd -nogui -nosound ...` with tests/e2e/pd/harness.pd plus the patches under
 test, sends harness commands (`/send <receive-name> args...`, `/capture`, `/ff`, `/writecap`,
