@@ -306,7 +306,8 @@ COMMANDS: dict[str, Command] = {c.address: c for c in (
              _int("lo", "lowest MIDI pitch", 0, MIDI_MAX, optional=True, default=0),
              _int("hi", "highest MIDI pitch", 0, MIDI_MAX, optional=True, default=MIDI_MAX)),
             replies=("/progress (subscribers)", "/bank.begin",
-                     "/bank.file (file delivery) or the buffer `<name>` (stream delivery)",
+                     "/bank.file (file delivery) or /buffer.begin /buffer.chunk... /buffer.end "
+                     "of buffer <name> (stream delivery)",
                      "/bank.keys", "/done /bank <name> <pitch>..."),
             check=_check_bank_range, check_doc="lo <= hi", job=True),
     Command("/preset.save", "Presets",
