@@ -16,7 +16,6 @@ log = logging.getLogger("ganspace_server")
 REPO_MODELS = Path(__file__).resolve().parents[1] / "models"
 # `pip install .` copies models/default here (setup.cfg data_files); a checkout uses REPO_MODELS.
 INSTALLED_MODELS = Path(sys.prefix) / "share" / "ganspacesynth" / "models"
-DEFAULT_DIRECTIONS_NAME = "directions.safetensors"
 
 
 def default_model_dir() -> Path:
@@ -35,8 +34,8 @@ def register_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     p.add_argument("--model", type=Path, default=None,
                    help="model folder (native or Magenta); default: the shipped models/default")
     p.add_argument("--directions", type=Path, default=None,
-                   help="GANSpace directions file (default with the default model: its "
-                   f"{DEFAULT_DIRECTIONS_NAME})")
+                   help="GANSpace directions file (default: the one directions file inside the "
+                   "model folder, when it holds exactly one)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (non-loopback needs --allow)")
     p.add_argument("--port", type=int, default=protocol.DEFAULT_PORT,
@@ -48,6 +47,9 @@ def register_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
                    metavar="DIR", help="folders /model.load and /directions.load may read "
                    "(default: the repository's models/, the --model folder and the "
                    "--directions folder)")
+    p.add_argument("--presets", type=Path, default=None, metavar="DIR",
+                   help="folder of the presets clients save and load (default "
+                   "~/.local/share/ganspacesynth/presets)")
     p.add_argument("--allow-quit", action="store_true", help="let clients stop the server")
     p.add_argument("--allow", nargs="+", action="extend", default=[], metavar="CIDR",
                    help="networks allowed to send besides loopback (e.g. 192.168.1.0/24)")
@@ -126,15 +128,15 @@ def _serve(args: argparse.Namespace) -> int:
     from ganspace.formats import load_model
     from ganspace.space.directions import load_directions
     from ganspace_server.guard import parse_networks
+    from ganspace_server.handlers.model import folder_directions
     from ganspace_server.server import Server, ServerConfig
 
     model_dir: Path = args.model or default_model_dir()
-    if args.model is None:
-        if not (model_dir / "model.json").is_file():
-            raise InputError(f"no default model shipped yet ({model_dir} holds no model.json): "
-                             "pass --model ...")
-        if args.directions is None and (model_dir / DEFAULT_DIRECTIONS_NAME).is_file():
-            args.directions = model_dir / DEFAULT_DIRECTIONS_NAME
+    if args.model is None and not (model_dir / "model.json").is_file():
+        raise InputError(f"no default model shipped yet ({model_dir} holds no model.json): "
+                         "pass --model ...")
+    if args.directions is None and model_dir.is_dir():
+        args.directions = folder_directions(model_dir)
     roots = list(args.model_root)
     if not roots:
         roots = [r for r in (REPO_MODELS, model_dir.parent, model_dir) if r.is_dir()]
@@ -147,9 +149,15 @@ def _serve(args: argparse.Namespace) -> int:
                           max_sessions=args.max_sessions)
     if args.cache_dir is not None:
         config.cache_dir = args.cache_dir
+    if args.presets is not None:
+        config.presets_dir = args.presets
     print(f"loading model {model_dir} ...", flush=True)
     model = load_model(model_dir, device=_device(args.device))
+    _ = model.fingerprint  # computed now, not while a client waits (presets, directions checks)
     directions = load_directions(args.directions) if args.directions is not None else None
+    if directions is not None:
+        print(f"directions {args.directions} (layer {directions.layer}, K={directions.count})",
+              flush=True)
     sys.setswitchinterval(0.001)  # answer packets promptly while the worker holds the GIL
     server = Server(model, config, model_dir.resolve().name, directions)
     server.start()

@@ -65,6 +65,23 @@ class HalluState:
     coefficients: np.ndarray
 
 
+@dataclass
+class Bank:
+    """A bank as ``/bank`` delivered it.
+
+    Attributes:
+        pitches: the rendered MIDI pitches, sorted.
+        audio: float32 [len(pitches), frames], note i at pitch ``pitches[i]``.
+        sample_rate: Hz.
+        keys: for every MIDI key 0..127, the rendered pitch it plays (``/bank.keys``).
+    """
+
+    pitches: list[int]
+    audio: np.ndarray
+    sample_rate: int
+    keys: list[int]
+
+
 class _Buffer:
     def __init__(self, frames: int, sample_rate: int) -> None:
         self.data = np.zeros(frames, np.float32)
@@ -99,6 +116,7 @@ class Client:
         self._cond = threading.Condition()
         self._streams: dict[str, _Buffer] = {}
         self._complete: dict[str, np.ndarray] = {}
+        self._banks: dict[str, Bank] = {}
         self._call_lock = threading.Lock()
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._receive_loop, name="osc-client", daemon=True)
@@ -213,6 +231,20 @@ class Client:
                 with self._cond:
                     self._complete[args[0]] = audio
                     self.sample_rate = int(args[3])
+                continue
+            if address == "/bank.begin":
+                pitches = [int(p) for p in args[3:]]
+                self._banks[args[0]] = Bank(pitches, np.zeros((len(pitches), int(args[1])),
+                                                              np.float32), int(args[2]), [])
+                continue
+            if address == "/bank.file":
+                bank = self._banks[args[0]]
+                channels, _ = sf.read(args[1], dtype="float32", always_2d=True)
+                first = int(args[2])
+                bank.audio[first:first + int(args[3])] = channels.T
+                continue
+            if address == "/bank.keys":
+                self._banks[args[0]].keys = [int(p) for p in args[1:]]
                 continue
             if address == "/progress" and self.on_event is not None:
                 self.on_event(address, args)
@@ -363,7 +395,52 @@ class Client:
         return self._job("/hallu.z", [buffer], buffer, keypoints, steps, *extra,
                          timeout=timeout)[1][0]
 
+    # ---- banks ------------------------------------------------------------------------------
+    def set_bank_source(self, zslot: int) -> None:
+        """The z slot /bank renders, or -1 for noz mode."""
+        self.call("/bank.source", zslot)
+
+    def bank(self, name: str = "bank", lo: int = 0, hi: int = 127,
+             timeout: float | None = None) -> Bank:
+        """The current timbre at every model pitch in lo..hi, rendered in one job."""
+        with self._call_lock:
+            with self._cond:
+                self._banks.pop(name, None)
+                self._complete.pop(name, None)
+            self.send("/bank", name, lo, hi)
+            self.answer("/bank", timeout)
+        bank = self._banks.pop(name)
+        if self.delivery == "stream":
+            bank.audio = self.buffer(name).reshape(bank.audio.shape)
+        return bank
+
+    # ---- presets ----------------------------------------------------------------------------
+    def save_preset(self, name: str) -> None:
+        """Save this client's state as preset ``name`` on the server."""
+        self.call("/preset.save", name)
+
+    def load_preset(self, name: str, what: str = "all") -> tuple[int, int]:
+        """Load preset ``name`` (``all``, or ``coef``: only the coefficients); returns the
+        client's pitch and bank source after loading."""
+        with self._call_lock:
+            self.send("/preset.load", name, what)
+            v = self.answer("/preset.load")
+        self._drop("/hallu.")
+        return int(v[2]), int(v[3])
+
+    def presets(self) -> list[str]:
+        """The presets on the server."""
+        return [str(x) for x in self.call("/preset.list")]
+
     # ---- HALLU sequencer --------------------------------------------------------------------
+    def hallu_rand(self, range_: float = protocol.RAND_RANGE, count: int = protocol.RAND_COUNT,
+                   seed: int | None = None) -> None:
+        """Set the current step to random coefficients (seeded: reproducible)."""
+        with self._call_lock:
+            self.send("/hallu.rand", float(range_), count, *(() if seed is None else (seed,)))
+            self.answer("/hallu.rand")
+        self._drop("/hallu.")
+
     def hallu(self, word: str) -> tuple[int, int]:
         """``add``, ``remove``, ``next`` or ``prev``: returns (index, count) of the new position."""
         address = f"/hallu.{word}"

@@ -134,7 +134,8 @@ def render_markdown() -> str:
             out.append(f"Replies: {replies or 'none'}; errors: `/fail {cmd.address} <reason>`.\n")
     out.append("## Replies and events (server to client)\n")
     for r in REPLIES.values():
-        tail = f" <{r.floats}...>" if r.floats else ""
+        rest = r.floats or r.ints
+        tail = f" <{rest}...>" if rest else ""
         sig = " ".join([r.address, *(f"<{a.name}>" for a in r.args)]) + tail
         out.append(f"#### `{sig}`\n")
         out.append(r.doc + "\n")
@@ -144,6 +145,8 @@ def render_markdown() -> str:
             out.append(f"| `{a.name}` | `{a.type}` | {a.doc} |")
         if r.floats:
             out.append(f"| `{r.floats}...` | `f` | float32 values |")
+        if r.ints:
+            out.append(f"| `{r.ints}...` | `i` | integers |")
         out.append("")
     out.append("## Limits\n")
     out.append("| limit | value |")

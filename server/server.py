@@ -39,7 +39,7 @@ import numpy as np
 from ganspace.engine.model import GANSynthModel, default_pitch
 from ganspace.errors import GanspaceError, InputError
 from ganspace.space.directions import Directions
-from ganspace_server import delivery, oscwire, protocol
+from ganspace_server import delivery, oscwire, presets, protocol
 from ganspace_server.guard import Network, PathGuard, RateLimitedLog, SourceFilter
 from ganspace_server.handlers.registry import HANDLERS
 from ganspace_server.hosts import is_loopback
@@ -78,6 +78,7 @@ class ServerConfig:
             dropped; its session may then make room for a new client.
         session_idle: seconds without a message after which a client's session expires.
         max_sessions: sessions kept at once.
+        presets_dir: folder of the presets (/preset.save, /preset.load, /preset.list).
     """
 
     host: str = "127.0.0.1"
@@ -94,6 +95,7 @@ class ServerConfig:
     client_timeout: float = 300.0
     session_idle: float = 3600.0
     max_sessions: int = protocol.MAX_CLIENTS
+    presets_dir: Path = field(default_factory=presets.default_presets_dir)
 
 
 @dataclass(frozen=True)
@@ -540,6 +542,11 @@ class Server:
 
     def _deliver(self, job: Job, result: Result) -> None:
         s, sr = job.session, result.sample_rate
+        if isinstance(result, delivery.OwnDelivery):  # e.g. a /bank: many notes, one message
+            result.deliver(delivery.Outlet(self.send, s, job.delivery, self._cache,
+                                           self.config.ack_timeout, self.config.ack_tries,
+                                           job.cancel.is_set))
+            return
         if job.delivery == "play":
             delivery.play(np.concatenate([a for _, a in result.buffers]), sr)
             return

@@ -56,6 +56,7 @@ class Session:
     current: int = 0
     settings: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_SETTINGS))
     highest_set: int = -1
+    bank_zslot: int = 0  # the z slot /bank renders, -1: noz mode
     tag: str | None = None
     last_seen: float = field(default_factory=time.monotonic)
     served: int = 0

@@ -70,7 +70,8 @@ def make_server(tiny_model: GANSynthModel, root: Path, tmp_path: Path
 
     def make(directions: Directions | None = None, **kw: Any) -> Server:
         cfg = ServerConfig(port=0, model_roots=[root], cache_dir=tmp_path / f"cache{len(started)}",
-                           ack_timeout=0.1, ack_tries=3, session_idle=5.0)
+                           ack_timeout=0.1, ack_tries=3, session_idle=5.0,
+                           presets_dir=tmp_path / "presets")
         for k, v in kw.items():
             setattr(cfg, k, v)
         s = Server(tiny_model, cfg, "tiny", directions)
@@ -88,7 +89,8 @@ def server(tiny_model: GANSynthModel, root: Path, directions: Directions,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A shared server with the tiny model and directions loaded."""
     cfg = ServerConfig(port=0, model_roots=[root], cache_dir=tmp_path_factory.mktemp("cache"),
-                       ack_timeout=0.1, ack_tries=3, session_idle=5.0)
+                       ack_timeout=0.1, ack_tries=3, session_idle=5.0,
+                       presets_dir=tmp_path_factory.mktemp("presets"))
     with Server(tiny_model, cfg, "tiny", directions) as s:
         yield s
 
@@ -167,6 +169,9 @@ def _good_args(c: Client, root: Path) -> dict[str, tuple[list[Any], str | None]]
         "/hallu.spacing": ([0.25], "/hallu.setting"), "/hallu.trim": ([0.0], "/hallu.setting"),
         "/hallu.attack": ([0.01], "/hallu.setting"), "/hallu.sustain": ([0.2], "/hallu.setting"),
         "/hallu.release": ([0.2], "/hallu.setting"),
+        "/bank.source": ([0], "/done"), "/bank": (["bk", 40, 41], "/done"),
+        "/preset.save": (["p1"], "/done"), "/preset.load": (["p1"], "/hallu.step"),
+        "/preset.list": ([], "/done"), "/hallu.rand": ([1.0, 4, 3], "/hallu.step"),
     }
 
 
