@@ -37,7 +37,8 @@ from ganspace.formats import load_model
 from ganspace.space.directions import Directions, load_directions
 from ganspace_server import oscwire, protocol
 from ganspace_server.client import Client
-from ganspace_server.server import Server, ServerConfig
+from ganspace_server.config import ServerConfig
+from ganspace_server.server import Server
 
 
 @dataclass(frozen=True)

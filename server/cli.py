@@ -59,7 +59,7 @@ def register_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 
 def add_client_limits(p: argparse.ArgumentParser) -> None:
     """The flags of the per-client limits (defaults: :class:`ServerConfig`'s, docs/server.md)."""
-    from ganspace_server.server import ServerConfig
+    from ganspace_server.config import ServerConfig
 
     d = ServerConfig()
     g = p.add_argument_group("clients", "fair sharing, gone clients, session expiry "
@@ -127,9 +127,10 @@ def _device(name: str) -> str | None:
 def _serve(args: argparse.Namespace) -> int:
     from ganspace.formats import load_model
     from ganspace.space.directions import load_directions
+    from ganspace_server.config import ServerConfig
     from ganspace_server.guard import parse_networks
     from ganspace_server.handlers.model import folder_directions
-    from ganspace_server.server import Server, ServerConfig
+    from ganspace_server.server import Server
 
     model_dir: Path = args.model or default_model_dir()
     if args.model is None and not (model_dir / "model.json").is_file():
