@@ -178,6 +178,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     from ganspace_server import bench_server as bench
+    from ganspace_server import soak
 
     if args.requests < 2:
         raise InputError("--requests must be at least 2")
@@ -187,9 +188,9 @@ def _bench(args: argparse.Namespace) -> int:
                                                   _device(args.device))))
         return 0
     print(f"soak: {args.soak:g} min, a row every {args.interval:g} s", flush=True)
-    print(bench.SOAK_HEADER, flush=True)
-    soak = bench.run_soak(args.soak, args.model, _device(args.device), args.directions,
-                          args.interval, args.cache_mb,
-                          on_row=lambda row: print(bench.format_soak_row(row), flush=True))
-    print("\n" + bench.format_soak(soak))
-    return 0 if soak.ok else 1
+    print(soak.SOAK_HEADER, flush=True)
+    report = soak.run_soak(args.soak, args.model, _device(args.device), args.directions,
+                           args.interval, args.cache_mb,
+                           on_row=lambda row: print(soak.format_soak_row(row), flush=True))
+    print("\n" + soak.format_soak(report))
+    return 0 if report.ok else 1

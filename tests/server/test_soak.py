@@ -9,7 +9,7 @@ import math
 import pytest
 
 from ganspace.cli import main as cli_main
-from ganspace_server.bench_server import VANISH_BURST, SoakRow, run_soak, soak_checks
+from ganspace_server.soak import VANISH_BURST, SoakRow, run_soak, soak_checks
 
 MB = 2**20
 
