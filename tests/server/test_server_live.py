@@ -22,8 +22,9 @@ from ganspace.engine.model import GANSynthModel, random_model
 from ganspace.space.directions import Directions, load_directions, save_directions
 from ganspace.space.hallucinate import Envelope, hallucinate_coefficients, hallucinate_z
 from ganspace_server import oscwire, protocol
-from ganspace_server.client import Client, ServerError
+from ganspace_server.client import Client
 from ganspace_server.config import ServerConfig
+from ganspace_server.connection import ServerError
 from ganspace_server.schema import Command
 from ganspace_server.server import Server
 
