@@ -1,5 +1,7 @@
 """The OSC protocol of the GANSpaceSynth server: the single table every message is checked against.
 
+Over 450 lines on purpose (issue 10): it is one table, every command, reply and limit in one place.
+
 Every command the server understands is one :class:`~ganspace_server.schema.Command` in
 :data:`COMMANDS` (address, typed arguments with ranges, replies, documentation); every message the
 server sends is one :class:`~ganspace_server.schema.Reply` in :data:`REPLIES`; the limits a client
