@@ -31,6 +31,7 @@ from ganspace.space.directions import Directions, load_directions
 from ganspace_server.config import ServerConfig
 from ganspace_server.server import Server
 from ganspace_server.soak_players import (
+    BANK_SPAN,
     BATCH,
     SYNC_TIMEOUT,
     Phrase,
@@ -80,11 +81,13 @@ class SoakCheck:
 
 @dataclass(frozen=True)
 class SoakReport:
-    """A soak's table, its checks, and the first errors seen (for the log)."""
+    """A soak's table, its checks, the first errors seen (for the log) and the keyboard's banks
+    delivered whole (each one checked: its WAV channels, its keys, its /done)."""
 
     rows: list[SoakRow]
     checks: list[SoakCheck]
     error_notes: list[str]
+    banks: int
 
     @property
     def ok(self) -> bool:
@@ -135,13 +138,13 @@ def run_soak(minutes: float, model_spec: str = "tiny", device: str | None = "cpu
     """Play a session from 3 clients at once for ``minutes`` and check the targets.
 
     A keyboard patch (file delivery: slider sweeps with latest-wins, z and pitch changes,
-    chords), a HALLU patch (stream delivery: steps, settings, hallucinations, preview sweeps) and
-    a script (file delivery: queries, slerp, notes) play phrases with pauses. Halfway, the HALLU
-    patch queues a few notes and vanishes without acknowledging them, and a new HALLU patch
-    joins. The server runs in this process with its defaults, except a cache of ``cache_mb`` MB in
-    a temporary folder and sessions expiring after a quarter of the soak (so that the vanished
-    client's session expires before the end). Every ``interval`` seconds a row is made (passed
-    to ``on_row`` as well).
+    chords, banks of a few pitches with latest-wins), a HALLU patch (stream delivery: steps,
+    settings, hallucinations, preview sweeps) and a script (file delivery: queries, slerp, notes)
+    play phrases with pauses. Halfway, the HALLU patch queues a few notes and vanishes without
+    acknowledging them, and a new HALLU patch joins. The server runs in this process with its
+    defaults, except a cache of ``cache_mb`` MB in a temporary folder and sessions expiring after
+    a quarter of the soak (so that the vanished client's session expires before the end). Every
+    ``interval`` seconds a row is made (passed to ``on_row`` as well).
     """
     model = (random_model("tiny", device=device) if model_spec == "tiny" else
              load_model(model_spec, device=device))
@@ -191,8 +194,9 @@ def run_soak(minutes: float, model_spec: str = "tiny", device: str | None = "cpu
             rows[-1] = _merge(rows[-1], _row(tally, rows[-1].minute, Path(cache), server,
                                              rows[-1].rss_mb))
             checks = soak_checks(rows, server.dropped, server.expired, config.cache_bytes,
-                                 BATCH * (4 * model.audio_length + 4096), config.session_idle)
-    return SoakReport(rows, checks, list(tally.notes))
+                                 max(BATCH, BANK_SPAN + 1) * (4 * model.audio_length + 4096),
+                                 config.session_idle)
+    return SoakReport(rows, checks, list(tally.notes), tally.banks)
 
 
 def _merge(row: SoakRow, late: SoakRow) -> SoakRow:
@@ -266,9 +270,10 @@ def soak_checks(rows: list[SoakRow], dropped: int, expired: int, cache_bytes: in
 
 
 def format_soak(report: SoakReport) -> str:
-    """The table, the checks and the first errors."""
+    """The table, the banks delivered, the checks and the first errors."""
     lines = [SOAK_HEADER]
     lines += [format_soak_row(r) for r in report.rows]
+    lines.append(f"banks delivered whole: {report.banks}")
     lines.append("")
     lines += [f"{'PASS' if c.ok else 'FAIL'}  {c.target}: {c.detail}" for c in report.checks]
     if report.error_notes:

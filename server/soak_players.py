@@ -1,6 +1,7 @@
 """The soak's clients (``ganspacesynth bench-server --soak``, :mod:`ganspace_server.soak`): a
-player with its own UDP socket that acknowledges streams, checks every delivery and counts every
-answer, and the phrases a keyboard patch, a HALLU patch and a script play."""
+player with its own UDP socket that acknowledges streams, checks every delivery (notes, streams,
+banks) and counts every answer, and the phrases a keyboard patch, a HALLU patch and a script
+play."""
 
 from __future__ import annotations
 
@@ -10,14 +11,18 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import soundfile as sf
 
 from ganspace_server import oscwire, protocol
 from ganspace_server.server import Server
 
 SYNC_TIMEOUT = 120.0  #: seconds a player waits for /synced before counting its replies lost
 BATCH = 4  #: notes per /synth.batch of the keyboard player
+BANK_SPAN = 4  #: semitones from the lowest to the highest pitch of a keyboard bank (<= 5 notes)
 EXPECTED_FAILS = ("superseded",)  #: /fail reasons that are part of playing (latest wins)
 # The address of each reply a player counts: one per command it sends (events are not counted).
 _ANSWERS = ("/done", "/fail", "/synced", "/status.reply", "/clients.reply", "/z.reply",
@@ -30,6 +35,7 @@ class Tally:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.notes: list[str] = []  # the first distinct errors
+        self.banks = 0  # banks delivered whole, over the whole soak
         self._reset()
 
     def _reset(self) -> None:
@@ -48,6 +54,11 @@ class Tally:
             self.overhead_ms.append(overhead_ms)
             self.wait_ms.append(wait_ms)
 
+    def bank(self) -> None:
+        """Count a bank delivered whole."""
+        with self.lock:
+            self.banks += 1
+
     def error(self, note: str) -> None:
         with self.lock:
             self.errors += 1
@@ -61,6 +72,17 @@ class Tally:
                    self.wait_ms)
             self._reset()
             return out
+
+
+@dataclass
+class _Bank:
+    """A bank being delivered: what ``/bank.begin`` announced, and the channels and keys that
+    arrived since."""
+
+    frames: int
+    pitches: list[int]
+    channels: int = 0
+    keys: bool = False
 
 
 class Player:
@@ -89,6 +111,7 @@ class Player:
         self._synced: set[int] = set()
         self._sent_at: dict[str, float] = {}  # job label -> perf_counter() when sent
         self._streams: dict[str, dict[int, int]] = {}  # buffer -> {offset: floats}
+        self._banks: dict[str, _Bank] = {}  # bank name -> what arrived of it (file delivery)
         self._sync_ids = itertools.count(1)
         self._labels = itertools.count(1)
         self._closed = threading.Event()
@@ -133,6 +156,7 @@ class Player:
             self._expected = self._answered = 0
         self._sent_at.clear()  # superseded jobs end with a /fail that names no buffer
         self._streams.clear()  # and a stream superseded while it was sent never ends
+        self._banks.clear()
         if missing > 0:
             self.tally.add(lost=missing)
         elif missing < 0:
@@ -190,18 +214,62 @@ class Player:
                 self.tally.error(f"{self.name}: {path} is missing or short")
         elif address == "/hallu.step":
             self.steps = int(args[1])
+        elif address == "/bank.begin":
+            self._banks[str(args[0])] = _Bank(int(args[1]), [int(x) for x in args[3:]])
+        elif address in ("/bank.file", "/bank.keys"):
+            self._bank_part(address, args)
         if address not in _ANSWERS:
             return
         self.tally.add(replies=1)
         if address == "/fail" and args[1] not in EXPECTED_FAILS:
             self.tally.error(f"{self.name}: /fail {args[0]} {args[1]}")
         elif address == "/done" and len(args) > 1:
+            if args[0] == "/bank":
+                self._bank_done(str(args[1]), [int(x) for x in args[2:]])
             self._timed(str(args[1]))
         with self._cond:
             self._answered += 1
             if address == "/synced":
                 self._synced.add(int(args[0]))
             self._cond.notify_all()
+
+    def _bank_part(self, address: str, args: list[Any]) -> None:
+        """Check a ``/bank.file`` (a WAV of ``count`` channels of the announced length, the
+        channels following those before) or ``/bank.keys`` (every MIDI key mapped to an announced
+        pitch) against its ``/bank.begin``."""
+        name = str(args[0])
+        bank = self._banks.get(name)
+        if bank is None:
+            self.tally.error(f"{self.name}: {address} {name} without /bank.begin")
+            return
+        if address == "/bank.keys":
+            keys = [int(x) for x in args[1:]]
+            bank.keys = len(keys) == protocol.MIDI_MAX + 1 and set(keys) <= set(bank.pitches)
+            if not bank.keys:
+                self.tally.error(f"{self.name}: bank {name}: /bank.keys {keys} do not fit "
+                                 f"its pitches {bank.pitches}")
+            return
+        path, first, count = Path(str(args[1])), int(args[2]), int(args[3])
+        try:
+            info = sf.info(str(path))
+        except (OSError, RuntimeError) as exc:  # libsndfile's errors are RuntimeErrors
+            self.tally.error(f"{self.name}: bank {name}: {path} is unreadable ({exc})")
+            return
+        if (info.channels, info.frames, first) != (count, bank.frames, bank.channels):
+            self.tally.error(f"{self.name}: bank {name}: {path} holds {info.channels} x "
+                             f"{info.frames} from channel {first}, expected {count} x "
+                             f"{bank.frames} from {bank.channels}")
+        bank.channels += count
+
+    def _bank_done(self, name: str, pitches: list[int]) -> None:
+        """A bank's ``/done``: every announced pitch arrived as a channel, and the keys."""
+        bank = self._banks.pop(name, None)
+        if bank is None or bank.pitches != pitches or bank.channels != len(pitches) \
+                or not bank.keys:
+            self.tally.error(f"{self.name}: bank {name} answered /done {pitches} but arrived "
+                             f"as {bank}")
+        else:
+            self.tally.bank()
 
     def _timed(self, label: str) -> None:
         """Latency beyond generation of a job's /done (the server recorded the job's timing
@@ -219,11 +287,10 @@ class Player:
 
 # What each kind of player does, phrase by phrase (a phrase ends with /sync, then a pause).
 def keys_phrase(p: Player) -> None:
-    """A keyboard patch (ganspacesynth.pd): slider sweeps with latest-wins, z and pitch changes,
-    a chord now and then."""
-    kind = p.rng.choices(("sweep", "z", "pitch", "chord"), (5, 2, 2, 1))[0]
-    # EXTENSION POINT (issue 12): once /bank exists, add a "bank" phrase here that stores the
-    # current sound in a bank slot and recalls another one before a sweep.
+    """A keyboard patch (ganspacesynth.pd, ganspacesynth_keys.pd): slider sweeps with
+    latest-wins, z and pitch changes, a chord now and then, and now and then a bank of a small
+    pitch range re-rendered as the timbre pad moves (a newer /bank supersedes the older)."""
+    kind = p.rng.choices(("sweep", "z", "pitch", "chord", "bank"), (5, 2, 2, 1, 1))[0]
     pitch = p.rng.choice(p.pitches)
     if kind == "sweep":
         index = p.rng.randrange(p.k)
@@ -237,6 +304,13 @@ def keys_phrase(p: Player) -> None:
     elif kind == "pitch":
         p.send("/pitch", pitch)
         p.job("/synth", p.label("p"))
+    elif kind == "bank":
+        lo = p.rng.choice(p.pitches[:-BANK_SPAN])
+        p.send("/bank.source", p.rng.choice((-1, 0, 1, 2)))  # noz mode or a z slot
+        for _ in range(p.rng.randrange(1, 4)):  # auto render: each pad move renders the bank
+            p.send("/coef.set", p.rng.randrange(p.k), round(p.rng.uniform(-2, 2), 3))
+            p.job("/bank", p.label("b"), lo, lo + BANK_SPAN)
+            time.sleep(p.rng.uniform(0.02, 0.06))
     else:
         notes = [(p.rng.randrange(3), p.rng.choice(p.pitches)) for _ in range(BATCH)]
         p.job("/synth.batch", p.label("c"), *[x for note in notes for x in note])
