@@ -111,9 +111,8 @@ class Server:
         self._cache = delivery.FileCache(self.config.cache_dir, self.config.cache_bytes)
         self._queue = JobQueue(self.config.client_jobs, self.config.max_jobs)
         self._outbox: queue.Queue[_Outcome | None] = queue.Queue(READY_MAX)
-        self._sessions = SessionTable(
-            self.config, lambda sender: Session(sender, sender,
-                                                default_pitch(self.state.model.pitches)))
+        self._sessions = SessionTable(self.config, lambda sender: Session(
+            sender, sender, default_pitch(self.state.model.pitches)))
         self._counts_lock = threading.Lock()
         self._ids = itertools.count(1)
         self._stop = threading.Event()
