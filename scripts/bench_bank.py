@@ -90,7 +90,8 @@ def _pd(model, name: str, directions, repeats: int) -> int:
     """Bank loading into Pd and note-on to sound (see the module docstring)."""
     import soundfile as sf
 
-    from ganspace_server.server import Server, ServerConfig
+    from ganspace_server.config import ServerConfig
+    from ganspace_server.server import Server
 
     sys.setswitchinterval(0.001)
     sr = 16000

@@ -59,7 +59,7 @@ def register_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 
 def add_client_limits(p: argparse.ArgumentParser) -> None:
     """The flags of the per-client limits (defaults: :class:`ServerConfig`'s, docs/server.md)."""
-    from ganspace_server.server import ServerConfig
+    from ganspace_server.config import ServerConfig
 
     d = ServerConfig()
     g = p.add_argument_group("clients", "fair sharing, gone clients, session expiry "
@@ -127,9 +127,10 @@ def _device(name: str) -> str | None:
 def _serve(args: argparse.Namespace) -> int:
     from ganspace.formats import load_model
     from ganspace.space.directions import load_directions
+    from ganspace_server.config import ServerConfig
     from ganspace_server.guard import parse_networks
     from ganspace_server.handlers.model import folder_directions
-    from ganspace_server.server import Server, ServerConfig
+    from ganspace_server.server import Server
 
     model_dir: Path = args.model or default_model_dir()
     if args.model is None and not (model_dir / "model.json").is_file():
@@ -177,6 +178,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     from ganspace_server import bench_server as bench
+    from ganspace_server import soak
 
     if args.requests < 2:
         raise InputError("--requests must be at least 2")
@@ -186,9 +188,9 @@ def _bench(args: argparse.Namespace) -> int:
                                                   _device(args.device))))
         return 0
     print(f"soak: {args.soak:g} min, a row every {args.interval:g} s", flush=True)
-    print(bench.SOAK_HEADER, flush=True)
-    soak = bench.run_soak(args.soak, args.model, _device(args.device), args.directions,
-                          args.interval, args.cache_mb,
-                          on_row=lambda row: print(bench.format_soak_row(row), flush=True))
-    print("\n" + bench.format_soak(soak))
-    return 0 if soak.ok else 1
+    print(soak.SOAK_HEADER, flush=True)
+    report = soak.run_soak(args.soak, args.model, _device(args.device), args.directions,
+                           args.interval, args.cache_mb,
+                           on_row=lambda row: print(soak.format_soak_row(row), flush=True))
+    print("\n" + soak.format_soak(report))
+    return 0 if report.ok else 1

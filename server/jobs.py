@@ -9,6 +9,8 @@ client was served least recently (a client that has not been served for the long
 so one client's burst delays another client's next job by at most the job being rendered. Two
 bounds protect the server: alive jobs per client (a full lane answers that client ``busy``) and
 alive jobs in all (``busy: ...`` with the reason).
+
+A finished job leaves a :class:`JobTiming` (wait, generation and delivery times) on the server.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ganspace_server.session import Session
+from ganspace_server.session import Address, Session
 
 
 class Busy(Exception):
@@ -69,6 +71,23 @@ class Job:
         if not self.cancel.is_set():
             self.reason = reason
             self.cancel.set()
+
+
+@dataclass(frozen=True)
+class JobTiming:
+    """One finished job: its client, the first value of its ``/done`` ("" when it failed), when
+    the worker started it (``time.perf_counter()``) and how long it waited, generated and was
+    delivered (seconds). Recorded just before its ``/done`` or ``/fail`` is sent."""
+
+    job: int
+    cmd: str
+    client: Address
+    label: str
+    started: float
+    queued: float
+    generate: float
+    deliver: float
+
 
 
 @dataclass(eq=False)

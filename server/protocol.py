@@ -1,5 +1,7 @@
 """The OSC protocol of the GANSpaceSynth server: the single table every message is checked against.
 
+Over 450 lines on purpose (issue 10): it is one table, every command, reply and limit in one place.
+
 Every command the server understands is one :class:`~ganspace_server.schema.Command` in
 :data:`COMMANDS` (address, typed arguments with ranges, replies, documentation); every message the
 server sends is one :class:`~ganspace_server.schema.Reply` in :data:`REPLIES`; the limits a client
@@ -368,7 +370,8 @@ REPLIES: dict[str, Reply] = {r.address: r for r in (
            Arg("min_pitch", "i", "lowest pitch"), Arg("max_pitch", "i", "highest pitch"),
            Arg("latent", "i", "latent size"), Arg("k", "i", "directions loaded (0 if none)"),
            Arg("layer", "s", "directions layer (\"\" if none)"),
-           Arg("device", "s", "cpu or cuda[:n]"), Arg("queue", "i", "jobs waiting or running"),
+           Arg("device", "s", "cpu or cuda[:n]"),
+           Arg("queue", "i", "jobs alive (waiting, running or being delivered) of all clients"),
            Arg("version", "s", "server version")),
           "The server's state (answer to /status; also sent to subscribers when it changes)."),
     Reply("/clients.reply",

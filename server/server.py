@@ -2,7 +2,8 @@
 
 Threads:
 
-- receiver: reads datagrams, checks the source, parses, validates every message against
+- receiver: reads datagrams, checks the source, parses, finds the sender's session
+  (:class:`~ganspace_server.sessions.SessionTable`), validates every message against
   :mod:`ganspace_server.protocol` and hands it to its handler (:mod:`ganspace_server.handlers`),
   which answers at once or submits a job (never waits for generation); about twice a second it
   also keeps house: drops the waiting jobs of clients silent for ``client_timeout``, expires
@@ -17,7 +18,8 @@ Threads:
   one is swapped in.
 
 This module is transport, dispatch, the job queue, the worker and delivery; what each command does
-is in its handler. The methods in "for handlers" below are what a handler may use.
+is in its handler, the sessions' bound and expiry in :mod:`ganspace_server.sessions`. The methods
+in "for handlers" below are what a handler may use.
 """
 
 from __future__ import annotations
@@ -28,10 +30,9 @@ import queue
 import socket
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -39,13 +40,15 @@ import numpy as np
 from ganspace.engine.model import GANSynthModel, default_pitch
 from ganspace.errors import GanspaceError, InputError
 from ganspace.space.directions import Directions
-from ganspace_server import delivery, oscwire, presets, protocol
-from ganspace_server.guard import Network, PathGuard, RateLimitedLog, SourceFilter
+from ganspace_server import delivery, oscwire
+from ganspace_server.config import ServerConfig
+from ganspace_server.guard import PathGuard, RateLimitedLog, SourceFilter
 from ganspace_server.handlers.registry import HANDLERS
 from ganspace_server.hosts import is_loopback
-from ganspace_server.jobs import Busy, Job, JobQueue, Result
+from ganspace_server.jobs import Busy, Job, JobQueue, JobTiming, Result
 from ganspace_server.schema import ProtocolError, Request
 from ganspace_server.session import Address, Session
+from ganspace_server.sessions import SessionTable
 from ganspace_server.validator import validate
 
 log = logging.getLogger("ganspace_server")
@@ -53,49 +56,8 @@ log = logging.getLogger("ganspace_server")
 FAIL_CMD_MAX = 128
 READY_MAX = 2  #: finished jobs waiting for the delivery thread (the worker waits beyond that)
 HOUSEKEEPING_PERIOD = 0.5  #: seconds between checks for silent clients and idle sessions
-EXPIRED_MEMORY = 1024  #: expired clients remembered (to tell them to re-initialise)
 QUIET_REASONS = ("superseded", "cancelled")  #: /fail reasons that are normal, logged at debug
 DROPPED = "dropped"  #: first word of the /fail reason of a gone client's jobs (logged once)
-
-
-@dataclass
-class ServerConfig:
-    """How a :class:`Server` runs.
-
-    Attributes:
-        host, port: where to listen (port 0: any free port).
-        model_roots: folders ``/model.load`` and ``/directions.load`` may read from.
-        cache_dir: folder of delivered WAV files.
-        cache_bytes: most bytes kept in ``cache_dir`` (oldest files deleted first).
-        allow: networks allowed besides loopback (needed to bind a non-loopback address).
-        allow_quit: whether ``/quit`` stops the server.
-        ack_timeout: seconds before an unacknowledged chunk is sent again.
-        ack_tries: sends of one chunk before the delivery fails (the client is then taken for
-            gone and its waiting jobs are dropped).
-        client_jobs: alive jobs per client (the next answers ``/fail <cmd> busy``).
-        max_jobs: alive jobs of all clients together (the next answers ``busy: ...``).
-        client_timeout: seconds without a message after which a client's waiting jobs are
-            dropped; its session may then make room for a new client.
-        session_idle: seconds without a message after which a client's session expires.
-        max_sessions: sessions kept at once.
-        presets_dir: folder of the presets (/preset.save, /preset.load, /preset.list).
-    """
-
-    host: str = "127.0.0.1"
-    port: int = protocol.DEFAULT_PORT
-    model_roots: list[Path] = field(default_factory=list)
-    cache_dir: Path = field(default_factory=delivery.default_cache_dir)
-    cache_bytes: int = 256 * 2**20
-    allow: list[Network] = field(default_factory=list)
-    allow_quit: bool = False
-    ack_timeout: float = 0.25
-    ack_tries: int = 5
-    client_jobs: int = protocol.MAX_QUEUE
-    max_jobs: int = protocol.MAX_JOBS
-    client_timeout: float = 300.0
-    session_idle: float = 3600.0
-    max_sessions: int = protocol.MAX_CLIENTS
-    presets_dir: Path = field(default_factory=presets.default_presets_dir)
 
 
 @dataclass(frozen=True)
@@ -106,22 +68,6 @@ class ModelState:
     model: GANSynthModel
     name: str
     directions: Directions | None
-
-
-@dataclass(frozen=True)
-class JobTiming:
-    """One finished job: its client, the first value of its ``/done`` ("" when it failed), when
-    the worker started it (``time.perf_counter()``) and how long it waited, generated and was
-    delivered (seconds). Recorded just before its ``/done`` or ``/fail`` is sent."""
-
-    job: int
-    cmd: str
-    client: Address
-    label: str
-    started: float
-    queued: float
-    generate: float
-    deliver: float
 
 
 @dataclass
@@ -146,7 +92,6 @@ class Server:
         loading: held while a model or directions load runs (one at a time).
         timings: the last 1000 finished jobs' timings.
         dropped: jobs dropped because their client was gone (silent or unreachable).
-        expired: sessions that expired or were evicted.
     """
 
     def __init__(self, model: GANSynthModel, config: ServerConfig | None = None,
@@ -162,14 +107,12 @@ class Server:
         self.loading = threading.Lock()
         self.timings: deque[JobTiming] = deque(maxlen=1000)
         self.dropped = 0
-        self.expired = 0
         self._sources = SourceFilter(self.config.allow)
         self._cache = delivery.FileCache(self.config.cache_dir, self.config.cache_bytes)
         self._queue = JobQueue(self.config.client_jobs, self.config.max_jobs)
         self._outbox: queue.Queue[_Outcome | None] = queue.Queue(READY_MAX)
-        self._sessions: dict[Address, Session] = {}  # in order of last message (oldest first)
-        self._forgotten: OrderedDict[Address, Address] = OrderedDict()  # sender -> reply_to
-        self._sessions_lock = threading.Lock()
+        self._sessions = SessionTable(self.config, lambda sender: Session(
+            sender, sender, default_pitch(self.state.model.pitches)))
         self._counts_lock = threading.Lock()
         self._ids = itertools.count(1)
         self._stop = threading.Event()
@@ -265,8 +208,12 @@ class Server:
     # ---- for handlers: server state -------------------------------------------------------------
     def sessions(self) -> list[Session]:
         """Every client's session."""
-        with self._sessions_lock:
-            return list(self._sessions.values())
+        return self._sessions.all()
+
+    @property
+    def expired(self) -> int:
+        """Sessions that expired or were evicted."""
+        return self._sessions.expired
 
     def jobs_alive(self, s: Session | None = None) -> int:
         """Jobs waiting, running or being delivered (of client ``s``, or of all)."""
@@ -341,14 +288,11 @@ class Server:
 
     def _housekeep(self, now: float) -> None:
         """Drop the waiting jobs of silent clients, expire idle sessions, log repeat counts."""
-        cfg = self.config
-        for s in self.sessions():
-            silent = now - s.last_seen
-            if silent >= cfg.client_timeout:
-                self._drop_jobs(s, f"{DROPPED}: this client sent nothing for "
-                                   f"{cfg.client_timeout:g} s")
-            if silent >= cfg.session_idle and not s.busy:
-                self._forget(s, f"idle for {cfg.session_idle:g} s")
+        timeout = self.config.client_timeout
+        for s in self._sessions.all():
+            if now - s.last_seen >= timeout:
+                self._drop_jobs(s, f"{DROPPED}: this client sent nothing for {timeout:g} s")
+        self._sessions.expire_idle(now)
         self._warn.flush()
         self._drop.flush()
 
@@ -367,24 +311,6 @@ class Server:
     def _count_dropped(self, n: int) -> None:
         with self._counts_lock:
             self.dropped += n
-
-    def _forget(self, s: Session, why: str) -> None:
-        """Expire a session: the whole object goes, with every bit of the client's state; its
-        next message (unless ``/notify``) is told to re-initialise."""
-        with self._sessions_lock:
-            if self._sessions.get(s.sender) is not s:
-                return
-            self._expire_locked(s)
-        log.info("session of %s:%d expired (%s)", s.sender[0], s.sender[1], why)
-
-    def _expire_locked(self, s: Session) -> None:
-        """Forget a session and remember where its client listens (sessions lock held)."""
-        del self._sessions[s.sender]
-        self._forgotten[s.sender] = s.reply_to
-        while len(self._forgotten) > EXPIRED_MEMORY:
-            self._forgotten.popitem(last=False)
-        with self._counts_lock:
-            self.expired += 1
 
     def _datagram(self, data: bytes, sender: Address) -> None:
         if not self._sources.allows(sender[0]):
@@ -408,44 +334,14 @@ class Server:
         """The sender's session (new if needed), marked as just seen; None (after answering
         ``/fail``) when the sender's session expired and this is not ``/notify``, or when no
         session can be opened."""
-        now = time.monotonic()
-        with self._sessions_lock:
-            s = self._sessions.pop(sender, None)  # re-inserted last: the dict stays LRU-ordered
-            got = s if s is not None else self._open(sender, address, now)
-            if isinstance(got, Session):
-                got.last_seen = now
-                self._sessions[sender] = got
+        got = self._sessions.enter(sender, address, time.monotonic())
         if not isinstance(got, Session):
             self._fail_to(got[0], address, got[1])
             return None
-        s = got
-        if s.gone:  # it speaks again: deliver to it again
+        if got.gone:  # it speaks again: deliver to it again
             log.info("%s:%d is back", sender[0], sender[1])
-            s.gone = ""
-        return s
-
-    def _open(self, sender: Address, address: str, now: float) -> Session | tuple[Address, str]:
-        """A new session for ``sender`` (sessions lock held), or where and why to refuse it."""
-        reply_to = self._forgotten.get(sender)
-        if reply_to is not None and address != "/notify":
-            return reply_to, protocol.EXPIRED_REASON
-        if len(self._sessions) >= self.config.max_sessions and not self._make_room(now):
-            return sender, f"too many clients (at most {self.config.max_sessions})"
-        self._forgotten.pop(sender, None)
-        return Session(sender, sender, default_pitch(self.state.model.pitches))
-
-    def _make_room(self, now: float) -> bool:
-        """Evict the least recently seen session silent for ``client_timeout`` and without
-        unfinished commands (sessions lock held). False when there is none."""
-        for old in self._sessions.values():  # least recently seen first
-            if now - old.last_seen < self.config.client_timeout:
-                return False
-            if not old.busy:
-                self._expire_locked(old)
-                log.info("session of %s:%d evicted for a new client (silent for %.0f s)",
-                         old.sender[0], old.sender[1], now - old.last_seen)
-                return True
-        return False
+            got.gone = ""
+        return got
 
     def _message(self, address: str, args: list[Any], sender: Address) -> None:
         s = self._session(sender, address)

@@ -15,7 +15,8 @@ from test_patches import Served, done, loaded, make_directions, open_patch
 from ganspace.engine.model import GANSynthModel
 from ganspace.space.directions import load_directions
 from ganspace_server import protocol
-from ganspace_server.server import Server, ServerConfig
+from ganspace_server.config import ServerConfig
+from ganspace_server.server import Server
 
 
 def test_a_patch_reinitialises_after_its_session_expired(tiny_model: GANSynthModel,

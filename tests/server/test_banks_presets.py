@@ -19,9 +19,11 @@ import soundfile as sf
 from ganspace.engine.model import GANSynthModel, random_model
 from ganspace.space.directions import Directions
 from ganspace_server import delivery, protocol
-from ganspace_server.client import Client, ServerError
+from ganspace_server.client import Client
+from ganspace_server.config import ServerConfig
+from ganspace_server.connection import ServerError
 from ganspace_server.jobs import Result
-from ganspace_server.server import Server, ServerConfig
+from ganspace_server.server import Server
 from ganspace_server.session import Session
 
 T = 30.0  # seconds any single answer may take

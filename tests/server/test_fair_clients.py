@@ -21,9 +21,10 @@ import pytest
 from ganspace.engine.model import GANSynthModel, random_model
 from ganspace_server import oscwire, protocol
 from ganspace_server.client import Client
+from ganspace_server.config import ServerConfig
 from ganspace_server.guard import RateLimitedLog
 from ganspace_server.jobs import Busy, Job, JobQueue, Result
-from ganspace_server.server import Server, ServerConfig
+from ganspace_server.server import Server
 from ganspace_server.session import Session
 
 T = 30.0  # seconds any single wait may take (generous: a loaded 2-core machine)

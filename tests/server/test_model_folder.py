@@ -12,8 +12,9 @@ import pytest
 from ganspace.engine.model import GANSynthModel, random_model
 from ganspace.space.directions import Directions, save_directions
 from ganspace_server.client import Client
+from ganspace_server.config import ServerConfig
 from ganspace_server.handlers.model import folder_directions
-from ganspace_server.server import Server, ServerConfig
+from ganspace_server.server import Server
 
 T = 30.0
 K = 5

@@ -22,9 +22,11 @@ from ganspace.engine.model import GANSynthModel, random_model
 from ganspace.space.directions import Directions, load_directions, save_directions
 from ganspace.space.hallucinate import Envelope, hallucinate_coefficients, hallucinate_z
 from ganspace_server import oscwire, protocol
-from ganspace_server.client import Client, ServerError
+from ganspace_server.client import Client
+from ganspace_server.config import ServerConfig
+from ganspace_server.connection import ServerError
 from ganspace_server.schema import Command
-from ganspace_server.server import Server, ServerConfig
+from ganspace_server.server import Server
 
 T = 20.0  # seconds any single answer may take
 
@@ -513,7 +515,7 @@ def test_packets_from_outside_the_allowed_networks_are_dropped(
     with caplog.at_level("WARNING", "ganspace_server"):
         for _ in range(50):
             server._datagram(oscwire.encode("/status"), ("10.1.2.3", 5000))
-    assert not server._sessions
+    assert not server.sessions()
     assert 1 <= sum("dropped a packet from 10.1.2.3" in r.message for r in caplog.records) <= 5
 
 

@@ -5,11 +5,25 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import random
+from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 from ganspace.cli import main as cli_main
-from ganspace_server.bench_server import VANISH_BURST, SoakRow, run_soak, soak_checks
+from ganspace.engine.model import GANSynthModel
+from ganspace_server.config import ServerConfig
+from ganspace_server.server import Server
+from ganspace_server.soak import (
+    VANISH_BURST,
+    SoakRow,
+    random_directions,
+    run_soak,
+    soak_checks,
+)
+from ganspace_server.soak_players import Player, Tally
 
 MB = 2**20
 
@@ -48,13 +62,42 @@ def test_the_soak_judge_passes_a_healthy_hour_and_names_each_missed_target() -> 
     assert set(_failed(_rows(2))) == {"RSS growth <= 20 MB/hour (+4 MB noise)", "p99 flat"}
 
 
+def test_the_keyboard_player_counts_banks_and_checks_their_delivery(
+        tiny_model: GANSynthModel, tmp_path: Path) -> None:
+    config = ServerConfig(port=0, cache_dir=tmp_path / "cache")
+    with Server(tiny_model, config, "tiny", random_directions(tiny_model)) as server:
+        tally = Tally()
+        p = Player("keys", server, tally, "file", random.Random(0))
+        try:
+            for source in (0, -1, 1):  # pad moves: the newest bank supersedes the older ones
+                p.send("/bank.source", source)
+                p.job("/bank", p.label("b"), 40, 44)
+            p.sync()
+            requests, replies, lost, errors, _, _ = tally.take()
+            assert (requests, lost, errors) == (replies, 0, 0), tally.notes
+            banks = tally.banks
+            assert banks >= 1
+            # a bank whose WAV lacks a channel and whose keys are not its pitches: its file, its
+            # keys and its /done are errors, and it is not counted
+            wav = tmp_path / "short.wav"
+            sf.write(wav, np.zeros((64000, 1), np.float32), 16000, subtype="FLOAT")
+            p._message("/bank.begin", ["x", 64000, 16000, 40, 41])
+            p._message("/bank.file", ["x", str(wav), 0, 2])
+            p._message("/bank.keys", ["x", *([39] * 128)])
+            p._message("/done", ["/bank", "x", 40, 41])
+            assert tally.take()[3] == 3 and tally.banks == banks
+        finally:
+            p.close()
+
+
 def test_one_minute_soak_with_three_clients() -> None:
     """Three clients play for a minute (a row every 10 s), one vanishes at 30 s and a new one
-    joins. Every target is met except possibly RSS growth: within the first minute the
-    allocator is still warming up (RSS rises for about a minute, then stays flat; the lead's
-    60-minute run judges it)."""
+    joins; the keyboard renders banks. Every target is met except possibly RSS growth: within
+    the first minute the allocator is still warming up (RSS rises for about a minute, then stays
+    flat; the lead's 60-minute run judges it)."""
     report = run_soak(1.0, interval=10.0, cache_mb=8.0)
     assert len(report.rows) == 6
+    assert report.banks >= 1
     assert [round(r.minute * 6) for r in report.rows] == [1, 2, 3, 4, 5, 6]
     assert all(r.requests > 0 and r.replies > 0 for r in report.rows)
     assert sum(r.requests for r in report.rows) == sum(r.replies for r in report.rows)
@@ -72,6 +115,7 @@ def test_bench_server_soak_command_prints_the_table_and_the_verdict(
     status = cli_main(["bench-server", "--soak", "0.1", "--interval", "2"])
     out = capsys.readouterr().out
     assert "requests" in out and "p99 ms" in out and "sessions" in out
+    assert "banks delivered whole:" in out
     verdicts = [line for line in out.splitlines() if line.startswith(("PASS ", "FAIL "))]
     assert len(verdicts) == 7
     assert status == (1 if any(v.startswith("FAIL") for v in verdicts) else 0)
