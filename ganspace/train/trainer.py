@@ -31,6 +31,7 @@ uninterrupted run would.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import logging
 import shutil
@@ -103,6 +104,15 @@ class TrainOptions:
     log_every: int = 10  # steps
     threads: int | None = None  # torch intra-op threads; None: leave torch's default
     progress_bar: bool = True
+
+
+def dataset_fingerprint(data: Dataset) -> str:
+    """SHA-256 of a dataset's item names, pitches and teacher latents (what a resumed run must
+    find again; the audio of a synthetic dataset follows from them)."""
+    h = hashlib.sha256(json.dumps([data.names, [int(p) for p in data.pitches]]).encode())
+    if data.latents is not None:
+        h.update(np.ascontiguousarray(data.latents).tobytes())
+    return h.hexdigest()
 
 
 def _make_adam(module: nn.Module, lr: float, hparams: dict[str, Any]) -> torch.optim.Adam:
@@ -197,6 +207,10 @@ class Trainer:
             hparams = state["hparams"]
             if state["pitches"] != data.pitch_set:
                 raise InputError(f"--resume: {opts.dataset} has other pitches than the checkpoint")
+            if state.get("dataset_fingerprint", dataset_fingerprint(data)) != \
+                    dataset_fingerprint(data):
+                raise InputError(f"--resume: {opts.dataset} is not the dataset this run was "
+                                 "trained on (its notes, pitches or latents differ)")
         else:
             if (opts.out / "train").exists() or (opts.out / "model.json").exists():
                 raise InputError(f"{opts.out} already holds a training run; use --resume to "
@@ -270,7 +284,8 @@ class Trainer:
         t0 = int(torch.randint(height - frames + 1, (1,), generator=rng, device=self.device))
         target = self._real_batch(idx)
         target = pool_to(target, height)
-        weights = {name: float(hp[f"recon_{name}_weight"]) for name in ("mag", "mag_grad", "if")}
+        weights = {name: float(hp[f"recon_{name}_weight"])
+                   for name in ("mag", "mag_grad", "if", "peak")}
         outputs = crop_forward(self.gen, self.latents[idx], self.shard_labels[idx],
                                (t0, t0 + frames), int(hp["recon_crop_from_block"]), top)
         loss, parts = supervised_loss(outputs, target, hp, weights,
@@ -356,6 +371,7 @@ class Trainer:
             "config": self.opts.config,
             "seed": self.opts.seed,
             "dataset": str(self.opts.dataset),
+            "dataset_fingerprint": dataset_fingerprint(self.data),
         }
 
     def save_checkpoint(self) -> Path:

@@ -71,16 +71,23 @@ def test_crop_forward_gradients_match(gen: Generator) -> None:
 def test_reconstruction_loss_terms() -> None:
     hp = published_hparams()
     target = torch.rand(2, 2, 8, 32) * 2 - 1
-    weights = {"mag": 1.0, "mag_grad": 1.0, "if": 1.0}
+    weights = {"mag": 1.0, "mag_grad": 1.0, "if": 1.0, "peak": 10.0}
     total, parts = reconstruction_loss(target, target, hp, weights)
     assert float(total) == 0.0
-    # An IF step of +2 (a full turn, in IF / pi units) is the same phase step: no loss.
-    turned = target.clone()
-    turned[:, 1] += 2.0 * float(hp["p_normalizer_a"])
-    assert float(reconstruction_loss(turned, target, hp, weights)[1]["if"]) < 1e-6
+    # IF is compared directly (level-weighted L1): silent bins do not count.
     shifted = target.clone()
     shifted[:, 1] += 0.5
-    assert float(reconstruction_loss(shifted, target, hp, weights)[1]["if"]) > 0.1
+    assert float(reconstruction_loss(shifted, target, hp, weights)[1]["if"]) == pytest.approx(0.5)
+    quiet = target.clone()
+    quiet[:, 0] = -1.0  # everything at the floor: level weight 1 only at the (equal) maxima
+    assert float(reconstruction_loss(shifted, quiet, hp, weights)[1]["if"]) == pytest.approx(0.5)
+    # The silence floor everywhere (L1's optimum before the peaks can be placed) costs more
+    # with the peak weight than without.
+    peaks = torch.full((1, 2, 4, 32), -0.8)
+    peaks[:, 0, :, ::8] = 0.3
+    floor = torch.full_like(peaks, -0.8)
+    plain = reconstruction_loss(floor, peaks, hp, {**weights, "peak": 0.0})[1]["mag"]
+    assert float(reconstruction_loss(floor, peaks, hp, weights)[1]["mag"]) > 3 * float(plain)
     # A blurred magnitude costs in the frequency-gradient term.
     blurred = target.clone()
     blurred[:, 0] = torch.nn.functional.avg_pool1d(target[:, 0].reshape(-1, 1, 32), 5, 1, 2,
@@ -101,7 +108,7 @@ def test_supervised_loss_is_zero_on_its_own_output(gen: Generator) -> None:
         target = gen(z, labels)
         outs = crop_forward(gen, z, labels, (30, 38), 5)
     hp = published_hparams()
-    weights = {"mag": 1.0, "mag_grad": 1.0, "if": 1.0}
+    weights = {"mag": 1.0, "mag_grad": 1.0, "if": 1.0, "peak": 10.0}
     last_only, parts = supervised_loss(outs, target, hp, weights, deep=0.0)
     assert float(last_only) < 1e-5 and set(parts) == {"mag", "mag_grad", "if"}
     deep, _ = supervised_loss(outs, target, hp, weights, deep=0.5)

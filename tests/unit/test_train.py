@@ -253,3 +253,10 @@ def test_recon_objective_needs_latents(tiny_dataset: Dataset, tmp_path: Path) ->
     assert ds.latents is None
     with pytest.raises(InputError, match="latents"):
         train(opts(ds, tmp_path / "run", config="tiny-recon", images=8))
+
+
+def test_resume_refuses_another_dataset(tiny_dataset: Dataset, tmp_path: Path) -> None:
+    train(opts(tiny_dataset, tmp_path / "run", config="tiny-recon", images=8))
+    other = render_dataset(tmp_path / "other", [48, 55, 60], notes_per_pitch=2, seed=6)
+    with pytest.raises(InputError, match="not the dataset"):
+        train(opts(other, tmp_path / "run", config="tiny-recon", images=16, resume=True))
