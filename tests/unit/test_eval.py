@@ -195,3 +195,18 @@ def test_cli_eval_writes_measured_labels(tiny_model: GANSynthModel, tiny_model_d
     assert d.meta["estimator"] == "cov"  # the rest of the file is kept
     d.meta["labels"] = {"1": {"label": "../etc"}, "7": {"label": "x"}, "x": 3}
     assert d.labels == {}
+
+
+def test_installed_package_ships_the_model_but_not_its_training_state() -> None:
+    """setup.cfg lists models/default's files one by one (a glob would also take training/,
+    the committed training state, into the installed package)."""
+    import configparser
+
+    cfg = configparser.ConfigParser()
+    cfg.read(DEFAULT.parents[1] / "setup.cfg")
+    shipped = cfg["options.data_files"]["share/ganspacesynth/models/default"].split()
+    assert not any("training" in f or "*" in f for f in shipped)
+    root = DEFAULT.parents[1]
+    assert all((root / f).is_file() for f in shipped)
+    files = {str(p.relative_to(root)) for p in DEFAULT.iterdir() if p.is_file()}
+    assert files == set(shipped)
