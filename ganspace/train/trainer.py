@@ -167,6 +167,7 @@ class Trainer:
         self.images = 0
         self.steps = 0
         self.train_seconds = 0.0
+        self.cpu_seconds = 0.0  # process CPU time inside training steps (all threads)
         self.opt_stage = -1
         self._new_optimizers(stage_of(0, hparams))
         labels = data.labels()
@@ -364,6 +365,7 @@ class Trainer:
             "images_seen": self.images,
             "steps": self.steps,
             "train_seconds": self.train_seconds,
+            "cpu_seconds": self.cpu_seconds,
             "optimizer_stage": self.opt_stage,
             "ema_updates": self.ema_updates,
             "hparams": self.hparams,
@@ -413,6 +415,7 @@ class Trainer:
         self.images = int(state["images_seen"])
         self.steps = int(state["steps"])
         self.train_seconds = float(state["train_seconds"])
+        self.cpu_seconds = float(state.get("cpu_seconds", 0.0))
         self.ema_updates = [int(n) for n in state["ema_updates"]]
         self._new_optimizers(int(state["optimizer_stage"]))
         tensors = load_file(str(ckpt / "optimizer.safetensors"), device=str(dev))
@@ -438,6 +441,7 @@ class Trainer:
             "stage": stage,
             "steps": self.steps,
             "train_seconds": round(self.train_seconds, 1),
+            "cpu_seconds": round(self.cpu_seconds, 1),
             "config": self.opts.config,
             "dataset": str(self.opts.dataset),
             "dataset_items": len(self.data.names),
@@ -477,11 +481,12 @@ class Trainer:
         last_ckpt = time.monotonic()
         try:
             while self.images < total:
-                t0 = time.monotonic()
+                t0, c0 = time.monotonic(), time.process_time()
                 before = self.images
                 losses = self.step()
                 dt = time.monotonic() - t0
                 self.train_seconds += dt
+                self.cpu_seconds += time.process_time() - c0
                 stopping = distrib.any_rank(stop["flag"], self.device)
                 if bar is not None:
                     bar.update(self.images - before)
@@ -495,6 +500,7 @@ class Trainer:
                     record = {"step": self.steps, "images": self.images,
                               "stage": stage_of(before, self.hparams),
                               "time": round(self.train_seconds, 2),
+                              "cpu_time": round(self.cpu_seconds, 2),
                               "images_per_s": round((self.images - before) / dt, 2),
                               **{k: round(v, 5) for k, v in losses.items()}}
                     logf.write(json.dumps(record) + "\n")
