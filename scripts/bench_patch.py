@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from ganspace.engine.model import random_model
     from ganspace.formats import load_model
-    from ganspace_server.server import Server, ServerConfig
+    from ganspace_server.config import ServerConfig
+    from ganspace_server.server import Server
 
     device = None if args.device == "auto" else args.device
     model = (random_model("tiny", device=device) if args.model == "tiny" else

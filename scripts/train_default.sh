@@ -1,12 +1,41 @@
 #!/bin/sh
-# Train the default instrument (models/default) on a CPU, in the background-friendly way the
-# shipped model was made: one thread, checkpoint every 5 minutes, log to out/train_default/log.
-# Interrupt with SIGTERM/SIGINT: the run checkpoints and exports before it exits; continue it
-# with `sh scripts/train_default.sh --resume`.
+# Train the default instrument (models/default) on a CPU: the "default" config (regression onto
+# the synthetic teacher, docs/training.md), checkpoints every 5 minutes, log in
+# out/train_default/log. SIGTERM/SIGINT checkpoints and exports before exiting.
+#
+#   sh scripts/train_default.sh [--threads N] [more ganspacesynth train flags]
+#       renders the dataset if needed, then continues the committed run: the training state in
+#       models/default/training/ (weights, EMA, optimizer, counters; the data order and noise
+#       follow from the step count) is copied into out/train_default/run and resumed; without a
+#       committed state a new run starts.
+#   sh scripts/train_default.sh --publish
+#       copies the run's latest checkpoint to models/default/training/ and its exported model to
+#       models/default/ (then recompute the directions and commit; docs/training.md).
 set -e
 cd "$(dirname "$0")/.."
-[ -d out/default_dataset ] || python scripts/make_default_dataset.py --out out/default_dataset
+run=out/train_default/run
+state=models/default/training
+if [ "$1" = "--publish" ]; then
+    [ -f "$run/train/checkpoint/state.json" ] || { echo "no checkpoint in $run" >&2; exit 2; }
+    rm -rf "$state.tmp" && cp -r "$run/train/checkpoint" "$state.tmp"
+    rm -rf "$state" && mv "$state.tmp" "$state"
+    cp "$run/model.json" "$run/generator.safetensors" "$run/meta.json" models/default/
+    cp "$run/train/log.jsonl" "$state/log.jsonl"
+    echo "published $(grep -o '"images_seen": [0-9]*' "$state/state.json") -> models/default"
+    exit 0
+fi
+[ -f out/default_dataset/dataset.json ] || \
+    python scripts/make_default_dataset.py --out out/default_dataset
 mkdir -p out/train_default
-exec ganspacesynth train out/default_dataset --out out/train_default/run --config small \
-    --threads 1 --checkpoint-minutes 5 --log-every 10 --no-progress "$@" \
-    >>out/train_default/log 2>&1
+resume=""
+if [ -f "$run/train/checkpoint/state.json" ]; then
+    resume="--resume"
+elif [ -f "$state/state.json" ]; then
+    mkdir -p "$run/train"
+    cp -r "$state" "$run/train/checkpoint"
+    [ -f "$state/log.jsonl" ] && cp "$state/log.jsonl" "$run/train/log.jsonl"
+    rm -f "$run/train/checkpoint/log.jsonl"
+    resume="--resume"
+fi
+exec ganspacesynth train out/default_dataset --out "$run" --config default $resume \
+    --checkpoint-minutes 5 --log-every 10 --no-progress "$@" >>out/train_default/log 2>&1

@@ -1,4 +1,5 @@
-"""``ganspacesynth bench-server``: what the OSC bridge adds on top of generation, on loopback.
+"""``ganspacesynth bench-server``: what the OSC bridge adds on top of generation, on loopback
+(``--soak MINUTES`` is :mod:`ganspace_server.soak`).
 
 A server runs in this process on 127.0.0.1 (its own threads), the Python client sends ``/synth``
 for one 4 s note and waits for the buffer. Overhead = the client's request-to-reply time minus the
@@ -19,7 +20,8 @@ import numpy as np
 from ganspace.engine.model import default_pitch, random_model
 from ganspace.formats import load_model
 from ganspace_server.client import Client
-from ganspace_server.server import Server, ServerConfig
+from ganspace_server.config import ServerConfig
+from ganspace_server.server import Server
 
 
 @dataclass(frozen=True)

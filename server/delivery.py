@@ -1,5 +1,6 @@
 """Buffer delivery: float WAV files in a bounded cache folder, acked OSC streams, or the server's
-sound card."""
+sound card; and banks (many notes of one ``/bank`` job: multi-channel WAVs or one segmented
+stream)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,17 @@ import os
 import re
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
 from ganspace_server import oscwire, protocol
+from ganspace_server.jobs import Result
 from ganspace_server.session import Address, Session
 
 log = logging.getLogger(__name__)
@@ -100,18 +104,24 @@ Send = Callable[[bytes, Address], None]
 
 
 def stream(send: Send, session: Session, buffer: str, audio: np.ndarray, sample_rate: int,
-           ack_timeout: float, tries: int, cancelled: Callable[[], bool]) -> None:
+           ack_timeout: float, tries: int, cancelled: Callable[[], bool],
+           segment: int = 0) -> None:
     """Send ``audio`` as /buffer.begin, acked /buffer.chunk messages, /buffer.end.
 
     At most :data:`~ganspace_server.protocol.STREAM_WINDOW` chunks are unacknowledged; a chunk
-    without an ack after ``ack_timeout`` seconds is sent again, ``tries`` times in all.
+    without an ack after ``ack_timeout`` seconds is sent again, ``tries`` times in all. With
+    ``segment`` > 0 no chunk crosses a multiple of ``segment`` (a bank: one note per segment).
 
     Raises:
         DeliveryError: a chunk was never acknowledged, or the job was cancelled.
     """
     data = np.ascontiguousarray(audio, dtype=np.float32).reshape(-1)
     frames = int(data.size)
-    offsets = list(range(0, frames, protocol.CHUNK_FLOATS))
+    step = segment or frames or 1
+    ends = {o: min(o + protocol.CHUNK_FLOATS, s + step, frames)
+            for s in range(0, frames, step)
+            for o in range(s, min(s + step, frames), protocol.CHUNK_FLOATS)}
+    offsets = list(ends)
     session.start_stream(buffer)
     try:
         send(oscwire.encode("/buffer.begin", buffer, frames, sample_rate), session.reply_to)
@@ -123,7 +133,7 @@ def stream(send: Send, session: Session, buffer: str, audio: np.ndarray, sample_
                 raise DeliveryError("cancelled")
             while nxt < len(offsets) and len(sent) < protocol.STREAM_WINDOW:
                 off = offsets[nxt]
-                _send_chunk(send, session.reply_to, buffer, off, data)
+                _send_chunk(send, session.reply_to, buffer, off, data[off:ends[off]])
                 sent[off] = (time.monotonic(), 1)
                 nxt += 1
             oldest = min(t for t, _ in sent.values())
@@ -139,15 +149,14 @@ def stream(send: Send, session: Session, buffer: str, audio: np.ndarray, sample_
                 if n >= tries:
                     raise DeliveryError(f"no /buffer.ack for {buffer} at offset {off} after "
                                         f"{n} tries")
-                _send_chunk(send, session.reply_to, buffer, off, data)
+                _send_chunk(send, session.reply_to, buffer, off, data[off:ends[off]])
                 sent[off] = (now, n + 1)
         send(oscwire.encode("/buffer.end", buffer, frames, sample_rate), session.reply_to)
     finally:
         session.start_stream("")
 
 
-def _send_chunk(send: Send, to: Address, buffer: str, offset: int, data: np.ndarray) -> None:
-    chunk = data[offset: offset + protocol.CHUNK_FLOATS]
+def _send_chunk(send: Send, to: Address, buffer: str, offset: int, chunk: np.ndarray) -> None:
     send(oscwire.encode_floats("/buffer.chunk", (buffer, offset), chunk), to)
 
 
@@ -166,3 +175,75 @@ def play(audio: np.ndarray, sample_rate: int) -> None:
         sd.play(np.asarray(audio, np.float32), sample_rate)
     except Exception as exc:  # PortAudioError, ValueError (no device), ...
         raise DeliveryError(f"no usable sound card on the server: {exc}") from None
+
+
+# ---- results that deliver themselves (banks) ----------------------------------------------------
+@dataclass(frozen=True)
+class Outlet:
+    """Where one job's delivery goes: the transport, the client and its delivery mode (captured
+    when the command arrived), the file cache, the stream's acknowledgement settings and the
+    job's cancellation test."""
+
+    send: Send
+    session: Session
+    mode: str
+    cache: FileCache
+    ack_timeout: float
+    ack_tries: int
+    cancelled: Callable[[], bool]
+
+    def reply(self, address: str, *args: int | float | str) -> None:
+        """Send the client one message."""
+        self.send(oscwire.encode(address, *args), self.session.reply_to)
+
+
+class OwnDelivery(ABC):
+    """A job result that delivers itself instead of one ``/buffer.*`` per named buffer; the
+    delivery thread calls :meth:`deliver`, then answers ``/done`` with the result's values."""
+
+    @abstractmethod
+    def deliver(self, out: Outlet) -> None:
+        """Send everything the client needs before ``/done``.
+
+        Raises:
+            DeliveryError: the reason for ``/fail``.
+        """
+
+
+def nearest_keys(pitches: Sequence[int]) -> list[int]:
+    """For every MIDI key 0..127 the nearest of the sorted ``pitches`` (on a tie the lower)."""
+    p = np.asarray(pitches)
+    keys = np.arange(protocol.MIDI_MAX + 1)
+    return [int(x) for x in p[np.abs(keys[:, None] - p[None, :]).argmin(axis=1)]]
+
+
+@dataclass(kw_only=True)
+class BankResult(Result, OwnDelivery):
+    """A rendered bank: ``audio`` [notes, frames] holds ``pitches`` (sorted) in order.
+
+    Delivered as ``/bank.begin``, then (file) one ``/bank.file`` per WAV of at most
+    :data:`~ganspace_server.protocol.BANK_CHANNELS` channels, or (stream) the notes one after
+    another as the buffer ``name`` with no chunk spanning two notes, then ``/bank.keys``.
+    """
+
+    name: str
+    pitches: list[int]
+    audio: np.ndarray
+
+    def deliver(self, out: Outlet) -> None:
+        """Send the bank in the client's delivery mode (see the class docstring)."""
+        audio, sr = self.audio, self.sample_rate
+        notes, frames = audio.shape
+        out.reply("/bank.begin", self.name, frames, sr, *self.pitches)
+        if out.mode == "file":
+            firsts = range(0, notes, protocol.BANK_CHANNELS)
+            groups = [audio[f:f + protocol.BANK_CHANNELS] for f in firsts]
+            paths = out.cache.write_all([(self.name, g.T) for g in groups], sr)
+            for first, group, path in zip(firsts, groups, paths, strict=True):
+                out.reply("/bank.file", self.name, str(path), first, len(group))
+        elif out.mode == "stream":
+            stream(out.send, out.session, self.name, audio, sr, out.ack_timeout, out.ack_tries,
+                   out.cancelled, segment=frames)
+        else:
+            raise DeliveryError(f"a bank needs file or stream delivery, not {out.mode}")
+        out.reply("/bank.keys", self.name, *nearest_keys(self.pitches))

@@ -1,5 +1,5 @@
 """Who may talk to the server and which files it may read: source networks, model roots, and
-rate-limited logging of refusals."""
+logging that a flood cannot turn into a full disk."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import ipaddress
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from ganspace.errors import InputError
@@ -82,30 +84,98 @@ class PathGuard:
         return real
 
 
-class RateLimitedLog:
-    """Logs warnings at most ``per_second`` a second on average (bursts of ``burst``); counts
-    what it drops and reports the count with the next line it lets through."""
+@dataclass
+class _Repeat:
+    since: float  # start of the current window
+    count: int = 0  # repeats counted (not logged) in it
 
-    def __init__(self, logger: logging.Logger, per_second: float = 5.0, burst: int = 20) -> None:
+
+class RateLimitedLog:
+    """Logs warnings without flooding the log.
+
+    A warning whose text equals one logged less than ``window`` seconds ago is only counted; when
+    the window ends the count is logged once (``<text> (repeated N times in the last 5 s)``) and
+    a new window starts while the repeats go on. The server's warnings name the client, so this
+    limits repeated identical warnings from one client to one line every ``window`` seconds.
+    On top of that at most ``per_second`` lines a second pass on average (bursts of ``burst``);
+    what that drops is counted and reported with the next line let through. At most ``max_texts``
+    texts are tracked (the oldest is reported and forgotten first).
+
+    Call :meth:`flush` every second or so, so that the counts of a flood that stopped are logged.
+    ``clock`` gives the time in seconds (tests pass a fake one).
+    """
+
+    def __init__(self, logger: logging.Logger, per_second: float = 5.0, burst: int = 20,
+                 window: float = 5.0, max_texts: int = 1024,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.logger = logger
         self.rate = per_second
         self.burst = float(burst)
+        self.window = window
+        self.max_texts = max_texts
+        self._clock = clock
         self._tokens = float(burst)
-        self._last = time.monotonic()
+        self._last = clock()
         self._dropped = 0
+        self._repeats: OrderedDict[str, _Repeat] = OrderedDict()  # oldest window first
         self._lock = threading.Lock()
 
-    def warning(self, msg: str, *args: object) -> None:
-        """Log (or count) one warning."""
+    def warning(self, msg: str, *args: object, exc_info: bool = False) -> None:
+        """Log (or count) one warning (``msg % args``, like :meth:`logging.Logger.warning`)."""
+        text = msg % args if args else msg
         with self._lock:
-            now = time.monotonic()
-            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
-            self._last = now
+            now = self._clock()
+            lines = self._due(now)
+            rep = self._repeats.get(text)
+            if rep is not None:
+                rep.count += 1
+            else:
+                self._repeats[text] = _Repeat(now)
+                if len(self._repeats) > self.max_texts:
+                    old, old_rep = self._repeats.popitem(last=False)
+                    if old_rep.count:
+                        lines.append(self._summary(old, old_rep))
+                lines.append(text)
+            lines = self._admit(lines, now)
+        for line in lines:
+            self.logger.warning("%s", line, exc_info=exc_info and line == text)
+
+    def flush(self) -> None:
+        """Log the repeat counts of the windows that have ended."""
+        with self._lock:
+            now = self._clock()
+            lines = self._admit(self._due(now), now)
+        for line in lines:
+            self.logger.warning("%s", line)
+
+    def _due(self, now: float) -> list[str]:
+        """Summaries of the windows that ended; texts still repeating start a new window."""
+        lines: list[str] = []
+        while self._repeats:
+            text, rep = next(iter(self._repeats.items()))
+            if now - rep.since < self.window:
+                break
+            del self._repeats[text]
+            if rep.count:
+                lines.append(self._summary(text, rep))
+                self._repeats[text] = _Repeat(now)
+        return lines
+
+    def _summary(self, text: str, rep: _Repeat) -> str:
+        return f"{text} (repeated {rep.count} times in the last {self.window:g} s)"
+
+    def _admit(self, lines: list[str], now: float) -> list[str]:
+        """The lines the rate limit lets through (with a note of what it dropped before)."""
+        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        out: list[str] = []
+        for line in lines:
             if self._tokens < 1.0:
                 self._dropped += 1
-                return
+                continue
             self._tokens -= 1.0
-            dropped, self._dropped = self._dropped, 0
-        if dropped:
-            self.logger.warning("(%d similar messages suppressed)", dropped)
-        self.logger.warning(msg, *args)
+            if self._dropped:
+                out.append(f"({self._dropped} similar messages suppressed)")
+                self._dropped = 0
+            out.append(line)
+        return out

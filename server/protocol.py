@@ -1,5 +1,7 @@
 """The OSC protocol of the GANSpaceSynth server: the single table every message is checked against.
 
+Over 450 lines on purpose (issue 10): it is one table, every command, reply and limit in one place.
+
 Every command the server understands is one :class:`~ganspace_server.schema.Command` in
 :data:`COMMANDS` (address, typed arguments with ranges, replies, documentation); every message the
 server sends is one :class:`~ganspace_server.schema.Reply` in :data:`REPLIES`; the limits a client
@@ -12,6 +14,7 @@ one handler registered against it (``@handler("/synth")``, :mod:`ganspace_server
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -23,7 +26,7 @@ DEFAULT_PORT = 57130
 
 # ---- limits (part of the protocol: a client may rely on them) ---------------------------------
 MAX_PACKET = 65507  #: largest UDP payload the server reads
-MAX_CLIENTS = 32  #: sessions kept at once (idle ones are evicted first)
+MAX_CLIENTS = 32  #: sessions kept at once by default (serve --max-sessions)
 Z_SLOTS = 64  #: server-side latent slots per client, 0..63
 COEF_MAX = 1024  #: coefficients per vector, indices 0..1023
 COEF_LIMIT = 100.0  #: |coefficient| in standard deviations
@@ -36,7 +39,8 @@ MAX_INTERP = 32  #: HALLU interpolation steps (subdivisions)
 MAX_HALLU_SOUNDS = 2048  #: sounds per hallucination
 MAX_CLIP_SECONDS = 600.0  #: length of a hallucination clip
 MAX_SETTING_SECONDS = 4.0  #: HALLU spacing / trim / attack / sustain / release
-MAX_QUEUE = 32  #: generation jobs waiting per server (full -> /fail <cmd> busy)
+MAX_QUEUE = 32  #: generation jobs alive per client by default (full -> /fail <cmd> busy)
+MAX_JOBS = 128  #: generation jobs alive of all clients by default (full -> /fail <cmd> busy: ...)
 MAX_SYNCS = 256  #: unanswered /sync requests per client
 CHUNK_FLOATS = 4000  #: floats per /buffer.chunk (at most 8000)
 STREAM_WINDOW = 7  #: unacknowledged chunks in flight (4000 x 7 x 5 bytes = 140 kB)
@@ -44,6 +48,16 @@ PATH_MAX = 1024  #: characters in a path
 INT32_MAX = 2**31 - 1
 MIRROR_MIN = 16  #: coefficients mirrored with /hallu.coef (more when higher ones were set)
 HALLU_SETTINGS = ("interp", "spacing", "trim", "attack", "sustain", "release")
+#: /fail reason for every message (but /notify) of a client whose session expired
+EXPIRED_REASON = "session expired: send /notify and your state again"
+
+# banks, presets and HALLU rand step
+MIDI_MAX = 127  #: highest MIDI pitch (and key)
+BANK_CHANNELS = 64  #: channels per bank WAV file (Pd's [soundfiler] reads at most 64)
+MAX_PRESETS = 256  #: presets in the server's presets folder
+PRESET_NAME = r"[A-Za-z0-9_-]+"  #: a preset name: a plain word, never a path
+RAND_COUNT = 16  #: coefficients /hallu.rand draws by default (the HALLU sliders)
+RAND_RANGE = 2.0  #: default range of /hallu.rand, standard deviations
 
 
 # ---- argument builders --------------------------------------------------------------------------
@@ -78,6 +92,18 @@ def _slot(name: str = "slot", optional: bool = False, doc: str = _SLOT_DOC) -> A
 
 def _seconds(doc: str) -> Arg:
     return _float("seconds", f"{doc}, in seconds", 0.0, MAX_SETTING_SECONDS)
+
+
+def _check_bank_range(v: Mapping[str, Any]) -> str | None:
+    if v["lo"] > v["hi"]:
+        return f"lo ({v['lo']}) is above hi ({v['hi']})"
+    return None
+
+
+def _check_preset_name(v: Mapping[str, Any]) -> str | None:
+    if not re.fullmatch(PRESET_NAME, v["name"]):
+        return "preset names are plain words: letters, digits, _ and - (never paths)"
+    return None
 
 
 def _check_setn(v: Mapping[str, Any]) -> str | None:
@@ -117,6 +143,9 @@ COMMANDS: dict[str, Command] = {c.address: c for c in (
             (_name("buffer", "buffer name of the chunk"),
              _int("offset", "offset of the chunk", 0, INT32_MAX))),
     Command("/status", "Session", "Ask for the server's state.", replies=("/status.reply",)),
+    Command("/clients", "Session",
+            "Ask how many client sessions the server keeps and how many jobs are alive.",
+            replies=("/clients.reply",)),
     Command("/version", "Session", "Ask for the server's version.", replies=("/version.reply",)),
     Command("/sync", "Session",
             "Answer `/synced <id>` once every earlier command of this client has finished "
@@ -264,27 +293,93 @@ COMMANDS: dict[str, Command] = {c.address: c for c in (
                          ("attack", "linear fade-in after the trim"),
                          ("sustain", "time at full level after the attack"),
                          ("release", "linear fade-out after the sustain"))),
+    # ---- banks, presets, HALLU rand step ------------------------------------------------------
+    Command("/bank.source", "Banks",
+            "Choose the timbre `/bank` renders for this client: a z slot with the current "
+            "coefficients (applied when directions are loaded), or -1 for noz mode (the "
+            "directions' mean plus the current coefficients; needs directions). Default 0.",
+            (_int("zslot", "z slot, or -1 for noz mode", -1, Z_SLOTS - 1),),
+            replies=("/done /bank.source <zslot>",)),
+    Command("/bank", "Banks",
+            "Render the client's current timbre (`/bank.source`, the current coefficients) at "
+            "every pitch of the model in `lo..hi`, in one batched job, for a keyboard to play "
+            "without generation at note-on. Latest wins: a newer `/bank` of the same client "
+            "supersedes a waiting or running one (`/fail /bank superseded`). Needs file or "
+            "stream delivery: `/bank.begin` lists the pitches; file delivery then sends "
+            f"`/bank.file` per WAV of at most {BANK_CHANNELS} channels (one `[soundfiler] read` "
+            "fills one array per pitch); stream delivery sends the notes one after another as "
+            "buffer `<name>` (`/buffer.begin`, acked `/buffer.chunk`, `/buffer.end`; a chunk "
+            "never spans two notes, note i starts at offset i x frames); then `/bank.keys` and "
+            "`/done`.",
+            (_name("name", "bank name (the stream's buffer name)"),
+             _int("lo", "lowest MIDI pitch", 0, MIDI_MAX, optional=True, default=0),
+             _int("hi", "highest MIDI pitch", 0, MIDI_MAX, optional=True, default=MIDI_MAX)),
+            replies=("/progress (subscribers)", "/bank.begin",
+                     "/bank.file (file delivery) or /buffer.begin /buffer.chunk... /buffer.end "
+                     "of buffer <name> (stream delivery)",
+                     "/bank.keys", "/done /bank <name> <pitch>..."),
+            check=_check_bank_range, check_doc="lo <= hi", job=True),
+    Command("/preset.save", "Presets",
+            "Save this client's z slots, coefficients (every HALLU step), pitch, HALLU settings "
+            "and bank source as `<name>.json` in the server's presets folder (replacing a "
+            "preset of that name), with the model's fingerprint and the directions' layer.",
+            (_name("name", "preset name"),),
+            replies=("/done /preset.save <name>",), check=_check_preset_name,
+            check_doc="the name is a plain word (letters, digits, _ and -)"),
+    Command("/preset.load", "Presets",
+            "Load a preset into this client's state. `all` refuses a preset made for another "
+            "model or another directions layer; `coef` loads only the coefficients (the HALLU "
+            "steps), from any model. The patch's mirror follows, as after `/hallu.state`.",
+            (_name("name", "preset name"),
+             Arg("what", "s", "`all` or `coef` (coefficients only)", choices=("all", "coef"),
+                 optional=True, default="all")),
+            replies=("/hallu.step", "/hallu.setting (each of the six)",
+                     "/hallu.coef (each mirrored coefficient)",
+                     "/done /preset.load <name> <what> <pitch> <zslot>"),
+            check=_check_preset_name,
+            check_doc="the name is a plain word (letters, digits, _ and -)"),
+    Command("/preset.list", "Presets", "List the presets in the server's presets folder.",
+            replies=("/done /preset.list <name>...",)),
+    Command("/hallu.rand", "HALLU sequencer",
+            "Set the current step to a random coefficient vector: the first `count` "
+            "coefficients (at most the number of directions loaded) uniform in -range..range "
+            "standard deviations, the others 0 (the original HALLU's `rand step`).",
+            (Arg("range", "f", "largest absolute value", lo=0.0, hi=COEF_LIMIT, optional=True,
+                 default=RAND_RANGE),
+             _int("count", "coefficients drawn", 1, COEF_MAX, optional=True, default=RAND_COUNT),
+             _int("seed", "random seed; left out: fresh", 0, INT32_MAX, optional=True)),
+            replies=(*_STEP, "/done /hallu.rand")),
 )}
 
 SECTIONS = ("Session", "Model", "Latents", "Coefficients", "Synthesis", "Hallucination",
-            "HALLU sequencer", "HALLU settings")
+            "HALLU sequencer", "HALLU settings", "Banks", "Presets")
 
 REPLIES: dict[str, Reply] = {r.address: r for r in (
     Reply("/done", (Arg("cmd", "s", "the command's address"),),
           "A command succeeded; command-specific values follow (see each command)."),
     Reply("/fail", (Arg("cmd", "s", "the command's address (as sent, at most 128 characters)"),
                     Arg("reason", "s", "what was wrong, in words")),
-          "A command failed; nothing changed. Reasons include `busy` (queue full), "
-          "`superseded` (/latest), `cancelled`, `unknown command`, argument errors."),
+          "A command failed; nothing changed. Reasons include `busy` (this client's jobs "
+          "are at their bound), `busy: ...` (all clients' jobs are), `superseded` (/latest), "
+          "`cancelled`, `dropped: ...` (the server took the client for gone), "
+          f"`{EXPIRED_REASON}` (the client's state was forgotten: send `/notify` and set it up "
+          "again), `unknown command`, argument errors."),
     Reply("/synced", (Arg("id", "i", "the id given to /sync"),), "Answer to /sync."),
     Reply("/status.reply",
           (Arg("model", "s", "model name (folder name)"), Arg("pitches", "i", "number of pitches"),
            Arg("min_pitch", "i", "lowest pitch"), Arg("max_pitch", "i", "highest pitch"),
            Arg("latent", "i", "latent size"), Arg("k", "i", "directions loaded (0 if none)"),
            Arg("layer", "s", "directions layer (\"\" if none)"),
-           Arg("device", "s", "cpu or cuda[:n]"), Arg("queue", "i", "jobs waiting or running"),
+           Arg("device", "s", "cpu or cuda[:n]"),
+           Arg("queue", "i", "jobs alive (waiting, running or being delivered) of all clients"),
            Arg("version", "s", "server version")),
           "The server's state (answer to /status; also sent to subscribers when it changes)."),
+    Reply("/clients.reply",
+          (Arg("sessions", "i", "client sessions kept now"),
+           Arg("max_sessions", "i", "most sessions kept at once"),
+           Arg("jobs", "i", "jobs alive (waiting, running or being delivered) of all clients"),
+           Arg("yours", "i", "jobs alive of the asking client")),
+          "Answer to /clients."),
     Reply("/version.reply",
           (Arg("program", "s", "`ganspacesynth`"), Arg("version", "s", "package version"),
            Arg("protocol", "i", f"protocol version ({PROTOCOL_VERSION})")),
@@ -325,12 +420,29 @@ REPLIES: dict[str, Reply] = {r.address: r for r in (
     Reply("/hallu.coef", (Arg("index", "i", "direction index"), Arg("value", "f", "coefficient")),
           f"A coefficient of the current step (after step changes; indices 0..{MIRROR_MIN - 1} "
           "and any higher one this client has set)."),
+    # ---- banks ------------------------------------------------------------------------------
+    Reply("/bank.begin",
+          (Arg("name", "s", "bank name"), Arg("frames", "i", "samples per note"),
+           Arg("sample_rate", "i", "Hz")),
+          "A bank's delivery starts; its pitches follow, in the order of the notes (file "
+          "channels, stream offsets).", ints="pitches"),
+    Reply("/bank.file",
+          (Arg("name", "s", "bank name"),
+           Arg("path", "s", "absolute path of a 32-bit float WAV in the server's cache folder"),
+           Arg("first", "i", "index (in /bank.begin) of the pitch in channel 0"),
+           Arg("count", "i", f"channels (at most {BANK_CHANNELS})")),
+          "File delivery of a bank: channel c holds pitch number first + c. In Pd: one "
+          "`[soundfiler] read <path> <array>...` with one array per channel."),
+    Reply("/bank.keys", (Arg("name", "s", "bank name"),),
+          "For every MIDI key 0..127, the rendered pitch nearest to it (on a tie the lower "
+          "one): key k plays that pitch's note at playback rate 2^((k - pitch) / 12).",
+          ints="pitches"),
 )}
 
 #: The limits ``docs/protocol.md`` lists: (constant, value, what it bounds).
 LIMITS: tuple[tuple[str, int | float, str], ...] = (
     ("MAX_PACKET", MAX_PACKET, "bytes per datagram"),
-    ("MAX_CLIENTS", MAX_CLIENTS, "clients (sessions)"),
+    ("MAX_CLIENTS", MAX_CLIENTS, "client sessions (default; `serve --max-sessions`)"),
     ("Z_SLOTS", Z_SLOTS, "z slots per client"),
     ("COEF_MAX", COEF_MAX, "coefficients per step"),
     ("COEF_LIMIT", COEF_LIMIT, "largest absolute coefficient"),
@@ -339,12 +451,15 @@ LIMITS: tuple[tuple[str, int | float, str], ...] = (
     ("MAX_STEPS", MAX_STEPS, "HALLU steps per client"),
     ("MAX_HALLU_SOUNDS", MAX_HALLU_SOUNDS, "sounds per hallucination"),
     ("MAX_CLIP_SECONDS", MAX_CLIP_SECONDS, "seconds per hallucination clip"),
-    ("MAX_QUEUE", MAX_QUEUE, "jobs waiting"),
+    ("MAX_QUEUE", MAX_QUEUE, "jobs alive per client (default; `serve --client-jobs`)"),
+    ("MAX_JOBS", MAX_JOBS, "jobs alive of all clients (default; `serve --max-jobs`)"),
     ("MAX_SYNCS", MAX_SYNCS, "unanswered /sync per client"),
     ("CHUNK_FLOATS", CHUNK_FLOATS, "floats per /buffer.chunk"),
     ("STREAM_WINDOW", STREAM_WINDOW, "chunks in flight"),
     ("NAME_MAX", NAME_MAX, "characters per name"),
     ("PATH_MAX", PATH_MAX, "characters per path"),
+    ("BANK_CHANNELS", BANK_CHANNELS, "channels per bank WAV file"),
+    ("MAX_PRESETS", MAX_PRESETS, "presets in the presets folder"),
 )
 
 if __name__ == "__main__":  # the command docs/protocol.md names in its header

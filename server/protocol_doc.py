@@ -14,7 +14,9 @@ from ganspace_server.protocol import (
     CHUNK_FLOATS,
     COMMANDS,
     DEFAULT_PORT,
+    EXPIRED_REASON,
     LIMITS,
+    MAX_JOBS,
     MAX_QUEUE,
     PROTOCOL_VERSION,
     REPLIES,
@@ -47,9 +49,17 @@ default. The grammar follows scsynth:
 - Every malformed message (unknown address, wrong count, wrong type, out of range, garbage) is
   answered `/fail <address> <reason>` when its address can be read, and logged; the server never
   stops because of a message. Bundles are unpacked; their time tags are ignored.
-- Jobs (synthesis and hallucination) run on one generation worker in arrival order; they use the
-  client's state at the time the command arrived. When {MAX_QUEUE} jobs wait, the next is
-  answered `/fail <cmd> busy`.
+- Jobs (synthesis and hallucination) run on one generation worker; they use the client's state
+  at the time the command arrived. Each client's jobs run in arrival order, and the worker takes
+  the next job from the client served least recently, so a client's burst delays another
+  client's next job by at most the job being rendered. When a client has {MAX_QUEUE} jobs alive
+  (waiting, running or being delivered), its next is answered `/fail <cmd> busy`; when all
+  clients together have {MAX_JOBS}, `/fail <cmd> busy: ...` (the server's defaults).
+- A client that stops acknowledging a stream, or sends nothing for a while, has its waiting jobs
+  answered `/fail <cmd> dropped: <why>`. A session idle for long (an hour by default), or
+  evicted for a new client, expires: the client's next message (unless `/notify`) is answered
+  `/fail <address> {EXPIRED_REASON}`; its state is gone, so it sends `/notify` and sets up its
+  z slots, coefficients and settings again.
 
 ## Buffer delivery
 
@@ -124,7 +134,8 @@ def render_markdown() -> str:
             out.append(f"Replies: {replies or 'none'}; errors: `/fail {cmd.address} <reason>`.\n")
     out.append("## Replies and events (server to client)\n")
     for r in REPLIES.values():
-        tail = f" <{r.floats}...>" if r.floats else ""
+        rest = r.floats or r.ints
+        tail = f" <{rest}...>" if rest else ""
         sig = " ".join([r.address, *(f"<{a.name}>" for a in r.args)]) + tail
         out.append(f"#### `{sig}`\n")
         out.append(r.doc + "\n")
@@ -134,6 +145,8 @@ def render_markdown() -> str:
             out.append(f"| `{a.name}` | `{a.type}` | {a.doc} |")
         if r.floats:
             out.append(f"| `{r.floats}...` | `f` | float32 values |")
+        if r.ints:
+            out.append(f"| `{r.ints}...` | `i` | integers |")
         out.append("")
     out.append("## Limits\n")
     out.append("| limit | value |")

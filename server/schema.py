@@ -70,6 +70,7 @@ class Reply:
     args: tuple[Arg, ...]
     doc: str
     floats: str = ""  # name of a trailing list of floats, if any
+    ints: str = ""  # name of a trailing list of ints, if any
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,15 @@
 
 Threads:
 
-- receiver: reads datagrams, checks the source, parses, validates every message against
+- receiver: reads datagrams, checks the source, parses, finds the sender's session
+  (:class:`~ganspace_server.sessions.SessionTable`), validates every message against
   :mod:`ganspace_server.protocol` and hands it to its handler (:mod:`ganspace_server.handlers`),
-  which answers at once or submits a job (never waits for generation);
-- worker: runs jobs one at a time on the model's device (generation, hallucination);
+  which answers at once or submits a job (never waits for generation); about twice a second it
+  also keeps house: drops the waiting jobs of clients silent for ``client_timeout``, expires
+  sessions idle for ``session_idle`` and logs the counts of repeated warnings;
+- worker: runs jobs one at a time on the model's device (generation, hallucination), taking them
+  fairly across clients (:class:`~ganspace_server.jobs.JobQueue`); it runs at most
+  :data:`READY_MAX` jobs ahead of delivery, so finished buffers never pile up in memory;
 - delivery: sends each job's buffers (file, stream or play) and its ``/done`` or ``/fail``, in
   order, then answers ``/sync`` requests that were waiting for it;
 - loader (while a ``/model.load`` or ``/directions.load`` runs, see
@@ -13,7 +18,8 @@ Threads:
   one is swapped in.
 
 This module is transport, dispatch, the job queue, the worker and delivery; what each command does
-is in its handler. The methods in "for handlers" below are what a handler may use.
+is in its handler, the sessions' bound and expiry in :mod:`ganspace_server.sessions`. The methods
+in "for handlers" below are what a handler may use.
 """
 
 from __future__ import annotations
@@ -26,8 +32,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -35,46 +40,24 @@ import numpy as np
 from ganspace.engine.model import GANSynthModel, default_pitch
 from ganspace.errors import GanspaceError, InputError
 from ganspace.space.directions import Directions
-from ganspace_server import delivery, oscwire, protocol
-from ganspace_server.guard import Network, PathGuard, RateLimitedLog, SourceFilter
+from ganspace_server import delivery, oscwire
+from ganspace_server.config import ServerConfig
+from ganspace_server.guard import PathGuard, RateLimitedLog, SourceFilter
 from ganspace_server.handlers.registry import HANDLERS
 from ganspace_server.hosts import is_loopback
-from ganspace_server.jobs import Busy, Job, JobQueue, Result
+from ganspace_server.jobs import Busy, Job, JobQueue, JobTiming, Result
 from ganspace_server.schema import ProtocolError, Request
 from ganspace_server.session import Address, Session
+from ganspace_server.sessions import SessionTable
 from ganspace_server.validator import validate
 
 log = logging.getLogger("ganspace_server")
 
 FAIL_CMD_MAX = 128
-
-
-@dataclass
-class ServerConfig:
-    """How a :class:`Server` runs.
-
-    Attributes:
-        host, port: where to listen (port 0: any free port).
-        model_roots: folders ``/model.load`` and ``/directions.load`` may read from.
-        cache_dir: folder of delivered WAV files.
-        cache_bytes: most bytes kept in ``cache_dir`` (oldest files deleted first).
-        allow: networks allowed besides loopback (needed to bind a non-loopback address).
-        allow_quit: whether ``/quit`` stops the server.
-        ack_timeout: seconds before an unacknowledged chunk is sent again.
-        ack_tries: sends of one chunk before the delivery fails.
-        session_idle: seconds after which an idle client may be evicted for a new one.
-    """
-
-    host: str = "127.0.0.1"
-    port: int = protocol.DEFAULT_PORT
-    model_roots: list[Path] = field(default_factory=list)
-    cache_dir: Path = field(default_factory=delivery.default_cache_dir)
-    cache_bytes: int = 256 * 2**20
-    allow: list[Network] = field(default_factory=list)
-    allow_quit: bool = False
-    ack_timeout: float = 0.25
-    ack_tries: int = 5
-    session_idle: float = 600.0
+READY_MAX = 2  #: finished jobs waiting for the delivery thread (the worker waits beyond that)
+HOUSEKEEPING_PERIOD = 0.5  #: seconds between checks for silent clients and idle sessions
+QUIET_REASONS = ("superseded", "cancelled")  #: /fail reasons that are normal, logged at debug
+DROPPED = "dropped"  #: first word of the /fail reason of a gone client's jobs (logged once)
 
 
 @dataclass(frozen=True)
@@ -87,22 +70,12 @@ class ModelState:
     directions: Directions | None
 
 
-@dataclass(frozen=True)
-class JobTiming:
-    """Timing of one finished job (seconds): waiting, generating, delivering."""
-
-    job: int
-    cmd: str
-    queued: float
-    generate: float
-    deliver: float
-
-
 @dataclass
 class _Outcome:
     job: Job
     result: Result | None
     reason: str
+    started: float
     queued: float
     generate: float
 
@@ -118,6 +91,7 @@ class Server:
         paths: resolves client-given paths inside the model roots.
         loading: held while a model or directions load runs (one at a time).
         timings: the last 1000 finished jobs' timings.
+        dropped: jobs dropped because their client was gone (silent or unreachable).
     """
 
     def __init__(self, model: GANSynthModel, config: ServerConfig | None = None,
@@ -132,11 +106,14 @@ class Server:
         self.paths = PathGuard(self.config.model_roots)
         self.loading = threading.Lock()
         self.timings: deque[JobTiming] = deque(maxlen=1000)
+        self.dropped = 0
         self._sources = SourceFilter(self.config.allow)
         self._cache = delivery.FileCache(self.config.cache_dir, self.config.cache_bytes)
-        self._queue = JobQueue(protocol.MAX_QUEUE)
-        self._outbox: queue.Queue[_Outcome | None] = queue.Queue()
-        self._sessions: dict[Address, Session] = {}
+        self._queue = JobQueue(self.config.client_jobs, self.config.max_jobs)
+        self._outbox: queue.Queue[_Outcome | None] = queue.Queue(READY_MAX)
+        self._sessions = SessionTable(self.config, lambda sender: Session(
+            sender, sender, default_pitch(self.state.model.pitches)))
+        self._counts_lock = threading.Lock()
         self._ids = itertools.count(1)
         self._stop = threading.Event()
         self._quit = threading.Event()
@@ -179,7 +156,7 @@ class Server:
         """Stop the threads, close the socket and delete the delivered files."""
         self._stop.set()
         self._queue.close()
-        self._outbox.put(None)
+        self._outbox.put(None)  # the delivery thread drains the outbox, so this never hangs
         for t in self._threads:
             t.join(timeout=5)
         if self._sock is not None:
@@ -220,9 +197,9 @@ class Server:
         for i in ids:
             self.reply(s, "/synced", i)
 
-    def _fail_to(self, to: Address, cmd: str, reason: str) -> None:
+    def _fail_to(self, to: Address, cmd: str, reason: str, quiet: bool = False) -> None:
         cmd = cmd[:FAIL_CMD_MAX]
-        if reason in ("superseded", "cancelled"):  # normal during slider sweeps
+        if quiet or reason in QUIET_REASONS:  # normal during slider sweeps, or logged once
             log.debug("%s:%d %s %s", to[0], to[1], cmd, reason)
         else:
             self._warn.warning("%s:%d %s failed: %s", to[0], to[1], cmd, reason)
@@ -231,11 +208,16 @@ class Server:
     # ---- for handlers: server state -------------------------------------------------------------
     def sessions(self) -> list[Session]:
         """Every client's session."""
-        return list(self._sessions.values())
+        return self._sessions.all()
 
-    def jobs_alive(self) -> int:
-        """Jobs waiting, running or being delivered."""
-        return len(self._queue)
+    @property
+    def expired(self) -> int:
+        """Sessions that expired or were evicted."""
+        return self._sessions.expired
+
+    def jobs_alive(self, s: Session | None = None) -> int:
+        """Jobs waiting, running or being delivered (of client ``s``, or of all)."""
+        return len(self._queue) if s is None else self._queue.alive(s)
 
     def request_quit(self) -> None:
         """Wake :meth:`wait` (a client sent /quit)."""
@@ -251,13 +233,13 @@ class Server:
         client's delivery mode and ``/done`` answered. ``total`` > 0 sends /progress.
 
         Raises:
-            InputError: ``busy`` (the queue is full).
+            InputError: ``busy`` (this client's jobs, or all jobs, are at their bound).
         """
         job = Job(self.next_id(), s, r.command.address, run, s.delivery, total, r.tag)
         try:
             dropped = self._queue.submit(job)
-        except Busy:
-            raise InputError("busy") from None
+        except Busy as exc:
+            raise InputError(str(exc)) from None
         s.begin(job.id)
         for old in dropped:
             self.fail(old.session, old.cmd, "superseded")
@@ -284,17 +266,51 @@ class Server:
     # ---- receiving and dispatch -----------------------------------------------------------------
     def _receive_loop(self) -> None:
         assert self._sock is not None
+        next_check = time.monotonic() + HOUSEKEEPING_PERIOD
         while not self._stop.is_set():
             try:
                 data, addr = self._sock.recvfrom(65536)
-            except TimeoutError:
-                continue
-            except OSError:  # ICMP errors of earlier sends surface here on Linux
-                continue
-            try:
-                self._datagram(data, (addr[0], addr[1]))
-            except Exception:  # the receiver never dies
-                log.exception("unexpected error handling a datagram from %s", addr)
+            except OSError:  # timeout; ICMP errors of earlier sends surface here on Linux
+                pass
+            else:
+                try:
+                    self._datagram(data, (addr[0], addr[1]))
+                except Exception:  # the receiver never dies
+                    self._warn.warning("unexpected error handling a datagram from %s", addr,
+                                       exc_info=True)
+            now = time.monotonic()
+            if now >= next_check:
+                next_check = now + HOUSEKEEPING_PERIOD
+                try:
+                    self._housekeep(now)
+                except Exception:
+                    self._warn.warning("unexpected error in housekeeping", exc_info=True)
+
+    def _housekeep(self, now: float) -> None:
+        """Drop the waiting jobs of silent clients, expire idle sessions, log repeat counts."""
+        timeout = self.config.client_timeout
+        for s in self._sessions.all():
+            if now - s.last_seen >= timeout:
+                self._drop_jobs(s, f"{DROPPED}: this client sent nothing for {timeout:g} s")
+        self._sessions.expire_idle(now)
+        self._warn.flush()
+        self._drop.flush()
+
+    def _drop_jobs(self, s: Session, reason: str) -> None:
+        """Drop a gone client's waiting jobs: answer each ``/fail <cmd> <reason>``, log once."""
+        jobs = self._queue.drop(s)
+        if not jobs:
+            return
+        self._count_dropped(len(jobs))
+        self._warn.warning("%s:%d %s (%d waiting jobs)", s.sender[0], s.sender[1], reason,
+                           len(jobs))
+        for job in jobs:
+            self._fail_to(s.reply_to, job.cmd, reason, quiet=True)
+            self.synced(s, s.end(job.id))
+
+    def _count_dropped(self, n: int) -> None:
+        with self._counts_lock:
+            self.dropped += n
 
     def _datagram(self, data: bytes, sender: Address) -> None:
         if not self._sources.allows(sender[0]):
@@ -306,34 +322,30 @@ class Server:
             address = oscwire.read_address(data)
             s = self._sessions.get(sender)
             if address is None:
-                self._warn.warning("%s:%d sent %d bytes that are not OSC (%s)", sender[0],
-                                   sender[1], len(data), exc)
+                self._warn.warning("%s:%d sent a datagram that is not OSC (%s)", sender[0],
+                                   sender[1], exc)
                 return
             self._fail_to(s.reply_to if s else sender, address, str(exc))
             return
         for address, args in messages:
             self._message(address, args, sender)
 
-    def _session(self, sender: Address) -> Session | None:
-        s = self._sessions.get(sender)
-        if s is None:
-            if len(self._sessions) >= protocol.MAX_CLIENTS:
-                now = time.monotonic()
-                idle = [x for x in self._sessions.values()
-                        if now - x.last_seen > self.config.session_idle and not x.busy]
-                if not idle:
-                    return None
-                oldest = min(idle, key=lambda x: x.last_seen)
-                del self._sessions[oldest.sender]
-            s = Session(sender, sender, default_pitch(self.state.model.pitches))
-            self._sessions[sender] = s
-        s.last_seen = time.monotonic()
-        return s
+    def _session(self, sender: Address, address: str) -> Session | None:
+        """The sender's session (new if needed), marked as just seen; None (after answering
+        ``/fail``) when the sender's session expired and this is not ``/notify``, or when no
+        session can be opened."""
+        got = self._sessions.enter(sender, address, time.monotonic())
+        if not isinstance(got, Session):
+            self._fail_to(got[0], address, got[1])
+            return None
+        if got.gone:  # it speaks again: deliver to it again
+            log.info("%s:%d is back", sender[0], sender[1])
+            got.gone = ""
+        return got
 
     def _message(self, address: str, args: list[Any], sender: Address) -> None:
-        s = self._session(sender)
+        s = self._session(sender, address)
         if s is None:
-            self._fail_to(sender, address, f"too many clients (at most {protocol.MAX_CLIENTS})")
             return
         with s.lock:
             tag = s.tag
@@ -346,7 +358,7 @@ class Server:
             except (ProtocolError, GanspaceError) as exc:
                 self.fail(s, address, str(exc))
             except Exception as exc:
-                log.exception("error in %s", address)
+                self._warn.warning("error in %s", address, exc_info=True)
                 self.fail(s, address, f"internal error: {exc}")
 
     # ---- worker and delivery --------------------------------------------------------------------
@@ -369,9 +381,15 @@ class Server:
                 except GanspaceError as exc:
                     reason = job.reason if job.cancel.is_set() else str(exc)
                 except Exception as exc:  # out of memory, a library bug: answer, keep serving
-                    log.exception("job %s failed", job.cmd)
+                    self._warn.warning("job %s failed", job.cmd, exc_info=True)
                     reason = f"{type(exc).__name__}: {exc}"
-            self._outbox.put(_Outcome(job, result, reason, queued, time.perf_counter() - t0))
+            out = _Outcome(job, result, reason, t0, queued, time.perf_counter() - t0)
+            while not self._stop.is_set():  # wait while READY_MAX results await delivery
+                try:
+                    self._outbox.put(out, timeout=0.5)
+                    break
+                except queue.Full:
+                    continue
 
     def _deliver_loop(self) -> None:
         while True:
@@ -381,26 +399,50 @@ class Server:
             t0 = time.perf_counter()
             job, s = out.job, out.job.session
             try:
-                if out.result is None:
-                    self.fail(s, job.cmd, out.reason)
-                elif job.cancel.is_set():
-                    self.fail(s, job.cmd, job.reason)
-                else:
-                    self._deliver(job, out.result)
-                    self.done(s, job.cmd, *out.result.done)
-            except delivery.DeliveryError as exc:
-                self.fail(s, job.cmd, str(exc))
+                done = self._complete(out)
             except Exception as exc:  # e.g. a full disk: answer, keep serving
-                log.exception("delivery of %s failed", job.cmd)
-                self.fail(s, job.cmd, f"delivery failed: {exc}")
-            finally:
-                self._queue.finish(job)
-                self.synced(s, s.end(job.id))
-            self.timings.append(JobTiming(job.id, job.cmd, out.queued, out.generate,
-                                          time.perf_counter() - t0))
+                self._warn.warning("delivery of %s failed", job.cmd, exc_info=True)
+                done = f"delivery failed: {exc}"
+            label = "" if isinstance(done, str) else str(done[0])
+            self.timings.append(JobTiming(job.id, job.cmd, s.sender, label, out.started,
+                                          out.queued, out.generate, time.perf_counter() - t0))
+            if isinstance(done, str):
+                self._fail_to(s.reply_to, job.cmd, done, quiet=done.startswith(DROPPED))
+            else:
+                self.done(s, job.cmd, *done)
+            self._queue.finish(job)
+            self.synced(s, s.end(job.id))
+            if s.gone:
+                self._drop_jobs(s, f"{DROPPED}: {s.gone}")
+
+    def _complete(self, out: _Outcome) -> tuple[int | float | str, ...] | str:
+        """Deliver a finished job's buffers; the values of its ``/done``, or the reason of its
+        ``/fail``."""
+        job, s = out.job, out.job.session
+        if out.result is None:
+            return out.reason
+        if job.cancel.is_set():
+            return job.reason
+        if s.gone:
+            self._count_dropped(1)
+            return f"{DROPPED}: {s.gone}"
+        try:
+            self._deliver(job, out.result)
+        except delivery.DeliveryError as exc:
+            if job.cancel.is_set():  # superseded or cancelled while streaming
+                return job.reason
+            if job.delivery == "stream":  # it stopped acking
+                s.gone = "this client stopped acknowledging stream chunks"
+            return str(exc)
+        return out.result.done
 
     def _deliver(self, job: Job, result: Result) -> None:
         s, sr = job.session, result.sample_rate
+        if isinstance(result, delivery.OwnDelivery):  # e.g. a /bank: many notes, one message
+            result.deliver(delivery.Outlet(self.send, s, job.delivery, self._cache,
+                                           self.config.ack_timeout, self.config.ack_tries,
+                                           job.cancel.is_set))
+            return
         if job.delivery == "play":
             delivery.play(np.concatenate([a for _, a in result.buffers]), sr)
             return

@@ -2,6 +2,10 @@
 
 A client is one (host, port) sender. Its current HALLU step *is* the coefficient vector that
 ``/synth`` applies, so a patch without a sequencer simply works on step 0.
+
+Everything a client stores lives on its :class:`Session` object: when the session expires (idle
+too long, or evicted for a new client) the server forgets the object, and with it all of the
+client's state.
 """
 
 from __future__ import annotations
@@ -33,7 +37,13 @@ class _Sync:
 @dataclass
 class Session:
     """One client's state (guarded by :attr:`lock`; the receiver thread and the worker threads
-    both touch it)."""
+    both touch it).
+
+    Besides the musical state: ``last_seen`` (``time.monotonic()`` of its last message),
+    ``served`` (the job queue's count when a job of this client last started; fair scheduling)
+    and ``gone`` (why the server believes the client is gone, e.g. its stream stopped acking;
+    "" while it is reachable; any message from it clears it).
+    """
 
     sender: Address
     reply_to: Address
@@ -46,8 +56,11 @@ class Session:
     current: int = 0
     settings: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_SETTINGS))
     highest_set: int = -1
+    bank_zslot: int = 0  # the z slot /bank renders, -1: noz mode
     tag: str | None = None
     last_seen: float = field(default_factory=time.monotonic)
+    served: int = 0
+    gone: str = ""
     lock: threading.RLock = field(default_factory=threading.RLock)
     _pending: set[int] = field(default_factory=set)
     _syncs: list[_Sync] = field(default_factory=list)

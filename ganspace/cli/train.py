@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from ganspace.cli.args import add_device_arg, add_precision_arg
+from ganspace.errors import InputError
 
 
 def _chop(args: argparse.Namespace) -> int:
@@ -50,14 +52,22 @@ def _train(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     from ganspace.formats import load_model
-    from ganspace.train.evaluate import evaluate, format_report
+    from ganspace.space.directions import write_labels
+    from ganspace.train.evaluate import direction_labels, evaluate, format_report
 
+    if args.write_labels and args.directions is None:
+        raise InputError("--write-labels needs --directions")
     model = load_model(args.model, device=args.device, precision=args.precision)
     report = evaluate(model, count=args.count, seed=args.seed, directions=args.directions,
                       components=args.components)
     report["model"]["path"] = str(args.model)
     report["model"]["precision"] = model.precision
     print(json.dumps(report, indent=1) if args.json else format_report(report))
+    if args.write_labels:
+        labels = direction_labels(report["directions"]["components"])
+        write_labels(args.directions, labels)
+        print(f"labels {labels or 'none (no direction met the bar)'} -> {args.directions}",
+              file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
@@ -113,6 +123,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--directions", type=Path, default=None,
                    help="GANSpace directions file: measure what the first components change")
     p.add_argument("--components", type=int, default=4, help="components to measure (default 4)")
+    p.add_argument("--write-labels", action="store_true",
+                   help="store the measured slider labels in the directions file (a component "
+                        "gets one only when one descriptor moves monotonically on most notes)")
     add_device_arg(p)
     add_precision_arg(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON")

@@ -217,8 +217,8 @@ class _GeneratorBase(nn.Module, abc.ABC):
         """(H, W, C) of a layer's output."""
         return self.cfg.layer_shape(name)
 
-    def _input(self, z: Tensor, labels: Tensor) -> Tensor:
-        """[B, Z + P] pixel-normalised ``concat(z, one_hot(labels))``."""
+    def input_vector(self, z: Tensor, labels: Tensor) -> Tensor:
+        """Block 1's input: [B, Z + P] pixel-normalised ``concat(z, one_hot(labels))``."""
         one_hot = F.one_hot(labels.long(), self.cfg.num_pitches).to(z.dtype)
         return pixel_norm(torch.cat([z, one_hot], dim=1))
 
@@ -250,7 +250,7 @@ class _GeneratorBase(nn.Module, abc.ABC):
         elif z is None:
             raise InputError("z is required unless a layer edit replaces a layer (noz mode)")
         full = cfg.output_size
-        x = None if z is None else self._input(z, labels)
+        x = None if z is None else self.input_vector(z, labels)
         out: Tensor | None = None
         for i, name in enumerate(names):
             block, conv = i // 2 + 1, i % 2
@@ -328,6 +328,25 @@ class Generator(_GeneratorBase):
 
     def _to_rgb(self, block: int, x: Tensor) -> Tensor:
         return torch.tanh(self.rgb_head(block)(x))
+
+    def block_conv(self, block: int, conv: int, x: Tensor) -> Tensor:
+        """Conv ``conv`` (0 or 1) of block ``block`` with its activation (and, for conv0 of
+        blocks > 1, the nearest x2 upsampling before it): [B, C, H, W] (block 1 conv0: the
+        [B, Z + P] :meth:`input_vector`) -> [B, C', H', W']."""
+        return self._conv(block, conv, x)
+
+    def block_conv_valid_rows(self, block: int, conv: int, x: Tensor) -> Tensor:
+        """Conv ``conv`` of block ``block`` (> 1) on a band of rows: no upsampling, zero
+        padding along frequency only, so the output has two rows fewer than x
+        ([B, C, h, W] -> [B, C', h - 2, W]); for training on time crops."""
+        eq = self.block(block).conv0 if conv == 0 else self.block(block).conv1
+        if not isinstance(eq, EqConv2d) or eq.padding != 1:
+            raise InputError("block_conv_valid_rows needs a 3x3 conv of a block after the first")
+        return _act(F.conv2d(x, eq.weight * eq.scale, eq.bias, padding=(0, 1)))
+
+    def rgb_output(self, block: int, x: Tensor) -> Tensor:
+        """``tanh(to_rgb)`` of block ``block``'s output: [B, C, H, W] -> [B, 2, H, W]."""
+        return self._to_rgb(block, x)
 
     def num_parameters(self) -> int:
         """Number of trainable scalars."""

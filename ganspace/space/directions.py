@@ -30,6 +30,7 @@ error). :func:`load_directions` always returns float32 arrays.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +47,7 @@ FORMAT_NAME = "ganspacesynth-directions"
 FORMAT_VERSION = 1
 TENSORS = ("components", "stdev", "var_ratio", "mean")
 STORAGE_DTYPES = {"float16": np.float16, "float32": np.float32}
+_LABEL = re.compile(r"[a-z][a-z ]{0,23}")
 
 
 class Directions:
@@ -140,6 +142,22 @@ class Directions:
                 f"({model.fingerprint}); recompute them with `ganspacesynth pca`"
             )
 
+    @property
+    def labels(self) -> dict[int, str]:
+        """Measured slider labels (``meta["labels"]``, written by ``ganspacesynth eval
+        --write-labels``): component index -> label, e.g. ``{0: "brightness"}``; entries that
+        are not a short plain word are left out."""
+        raw = self.meta.get("labels")
+        if not isinstance(raw, dict):
+            return {}
+        out = {}
+        for key, entry in raw.items():
+            label = entry.get("label") if isinstance(entry, dict) else None
+            if (isinstance(key, str) and key.isdigit() and int(key) < self.count
+                    and isinstance(label, str) and _LABEL.fullmatch(label)):
+                out[int(key)] = label
+        return out
+
     def __repr__(self) -> str:
         h, w, c = self.shape
         return (f"Directions(layer={self.layer!r}, K={self.count}, shape={h}x{w}x{c}, "
@@ -176,6 +194,17 @@ def save_directions(d: Directions, path: str | Path, dtype: str = "float16") -> 
     metadata = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION), "directions": text}
     save_file(tensors, str(out), metadata=metadata)
     return out
+
+
+def write_labels(path: str | Path, labels: dict[str, dict[str, Any]]) -> Path:
+    """Store measured labels (``ganspace.train.evaluate.direction_labels``) in a directions
+    file's ``meta["labels"]``, replacing earlier ones; components keep their storage type."""
+    p = Path(path)
+    with safe_open(str(p), framework="numpy") as f:
+        stored = str(f.get_slice("components").get_dtype()).lower()
+    d = load_directions(p)
+    d.meta["labels"] = labels
+    return save_directions(d, p, dtype="float16" if stored in ("f16", "float16") else "float32")
 
 
 def load_directions(path: str | Path) -> Directions:

@@ -13,7 +13,10 @@ The course workflow of the original GANSpaceSynth, without TensorFlow:
     "sample_rate": 16000, "audio_length": 64000, "pitches": [sorted distinct], "items":
     [{"name", "instrument", "pitch", "source"}, ...]}`` (row i of ``audio.npy`` is item i),
   - ``meta.json``: the SopiMlab format ``{"<instrument>_<pitch>": {"pitch": P, "instrument_str":
-    ..., "note_str": ...}}``, which the trained model's pitch set also follows.
+    ..., "note_str": ...}}``, which the trained model's pitch set also follows,
+  - ``latents.npy`` (optional, synthetic datasets only): float32 ``[N, L]``, the teacher latent
+    each note was rendered from (:mod:`ganspace.train.synthdata`); the reconstruction objective of
+    the trainer needs it.
 
 Input rates other than 16 kHz are resampled by :func:`resample` (``scipy.signal.resample_poly``,
 a polyphase FIR with a Kaiser window) in ``chop`` and ``pad``; ``make_dataset`` refuses them.
@@ -39,6 +42,7 @@ DATASET_VERSION = 1
 AUDIO_FILE = "audio.npy"
 DATASET_JSON = "dataset.json"
 META_JSON = "meta.json"
+LATENTS_FILE = "latents.npy"
 #: Chunks whose absolute peak is below this are digital silence and are skipped by :func:`chop`.
 SILENCE_PEAK = 1e-4
 _NAME = re.compile(r"^(?P<instrument>.+)_(?P<pitch>\d{1,3})$")
@@ -174,12 +178,14 @@ def pad(
 @dataclass(frozen=True)
 class Dataset:
     """A dataset folder: ``audio`` float32 [N, 64000] (memory-mapped), ``pitches`` int64 [N]
-    (MIDI), ``names`` [N] (``<instrument>_<pitch>``), ``path``."""
+    (MIDI), ``names`` [N] (``<instrument>_<pitch>``), ``path``, and for synthetic datasets the
+    teacher ``latents`` float32 [N, L] (else None)."""
 
     path: Path
     audio: np.ndarray
     pitches: np.ndarray
     names: list[str]
+    latents: np.ndarray | None = None
 
     @property
     def pitch_set(self) -> list[int]:
@@ -251,21 +257,50 @@ def make_dataset(wav_dir: str | Path, out_dir: str | Path, max_errors: int = 20)
         audio[i] = read_mono(path)[0]
     if not np.isfinite(audio).all():
         raise InputError(f"{src}: audio contains NaN or inf")
+    return save_dataset(out, audio, [p for _, _, p in items], [inst for _, inst, _ in items],
+                        [path.name for path, _, _ in items])
+
+
+def save_dataset(out_dir: str | Path, audio: np.ndarray, pitches: list[int],
+                 instruments: list[str], sources: list[str],
+                 latents: np.ndarray | None = None) -> Dataset:
+    """Write a dataset folder (module doc) from notes already in memory.
+
+    Args:
+        out_dir: new folder (must not exist, or be empty).
+        audio: float32 [N, 64000] at 16 kHz.
+        pitches: N MIDI pitches.
+        instruments: N instrument names (item i is named ``<instruments[i]>_<pitches[i]>``).
+        sources: N source descriptions (file names).
+        latents: optional float32 [N, L] teacher latents (``latents.npy``).
+    Returns:
+        The written :class:`Dataset`.
+    """
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(f"{out}: exists and is not an empty folder; refusing to overwrite")
+    n = len(pitches)
+    if audio.shape != (n, AUDIO_LENGTH) or len(instruments) != n or len(sources) != n:
+        raise InputError(f"save_dataset: {n} pitches but audio {list(audio.shape)}, "
+                         f"{len(instruments)} instruments, {len(sources)} sources")
+    if latents is not None and (latents.ndim != 2 or len(latents) != n):
+        raise InputError(f"save_dataset: latents must be [{n}, L], got {list(latents.shape)}")
     out.mkdir(parents=True, exist_ok=True)
-    np.save(out / AUDIO_FILE, audio)
-    pitches = sorted({p for _, _, p in items})
+    np.save(out / AUDIO_FILE, np.asarray(audio, dtype=np.float32))
+    if latents is not None:
+        np.save(out / LATENTS_FILE, np.asarray(latents, dtype=np.float32))
     index = {
         "format": DATASET_FORMAT,
         "format_version": DATASET_VERSION,
-        "count": len(items),
+        "count": n,
         "sample_rate": SAMPLE_RATE,
         "audio_length": AUDIO_LENGTH,
-        "pitches": pitches,
-        "items": [{"name": f"{inst}_{p}", "instrument": inst, "pitch": p, "source": path.name}
-                  for path, inst, p in items],
+        "pitches": sorted(set(int(p) for p in pitches)),
+        "items": [{"name": f"{inst}_{p}", "instrument": inst, "pitch": int(p), "source": src}
+                  for inst, p, src in zip(instruments, pitches, sources, strict=True)],
     }
-    meta = {f"{inst}_{p}": {"pitch": p, "instrument_str": inst, "note_str": f"{inst}_{p}"}
-            for _, inst, p in items}
+    meta = {f"{inst}_{p}": {"pitch": int(p), "instrument_str": inst, "note_str": f"{inst}_{p}"}
+            for inst, p in zip(instruments, pitches, strict=True)}
     (out / DATASET_JSON).write_text(json.dumps(index, indent=1) + "\n")
     (out / META_JSON).write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
     return load_dataset(out)
@@ -289,9 +324,19 @@ def load_dataset(path: str | Path) -> Dataset:
     if audio.dtype != np.float32 or audio.shape != (len(items), AUDIO_LENGTH):
         raise InputError(f"{folder / AUDIO_FILE}: expected float32 [{len(items)}, {AUDIO_LENGTH}],"
                          f" got {audio.dtype} {list(audio.shape)}")
+    latents = None
+    if (folder / LATENTS_FILE).is_file():
+        try:
+            latents = np.load(folder / LATENTS_FILE)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{folder / LATENTS_FILE}: unreadable ({exc})") from None
+        if latents.dtype != np.float32 or latents.ndim != 2 or len(latents) != len(items):
+            raise InputError(f"{folder / LATENTS_FILE}: expected float32 [{len(items)}, L], got "
+                             f"{latents.dtype} {list(latents.shape)}")
     return Dataset(
         path=folder,
         audio=audio,
         pitches=np.array([int(it["pitch"]) for it in items], dtype=np.int64),
         names=[str(it["name"]) for it in items],
+        latents=latents,
     )

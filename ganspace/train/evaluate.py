@@ -3,9 +3,11 @@ directions change.
 
 - :func:`estimate_f0`: YIN (de Cheveigné & Kawahara 2002: cumulative-mean-normalised difference,
   absolute threshold, parabolic interpolation of the difference function, refined on the
-  furthest multiple of the period) on a 4096-sample window at the loudest part of
-  the note (the sustained part for held notes, just after the attack for plucked ones).
-- :func:`spectral_centroid` and :func:`decay_time`: simple timbre and envelope descriptors.
+  furthest multiple of the period) on a 4096-sample window at the loudest part of the note (the
+  sustained part for held notes, just after the attack for plucked ones), upsampled 4x so that
+  lags have sub-sample resolution (bright high notes otherwise drop an octave).
+- :func:`spectral_centroid`, :func:`decay_time`, :func:`attack_time`, :func:`level_db`: simple
+  timbre and envelope descriptors.
 - :func:`evaluate`: ``count`` random notes (z ~ N(0, 1), pitches drawn uniformly from the
   model's pitch set); a note counts as *in tune* when it is finite, not silent, voiced, and its
   f0 is within +-50 cents of its MIDI pitch. With directions, every one of the first components
@@ -16,10 +18,13 @@ directions change.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.signal import resample_poly
+from scipy.stats import rankdata
 
 from ganspace.engine.audio import SAMPLE_RATE
 from ganspace.engine.model import GANSynthModel
@@ -32,6 +37,8 @@ from ganspace.train.synthdata import midi_to_hz
 SILENCE_PEAK = 1e-3
 #: YIN's absolute threshold on the normalised difference function.
 YIN_THRESHOLD = 0.15
+#: YIN runs on the analysis window upsampled by this factor (sub-sample lags).
+YIN_UPSAMPLE = 4
 #: Windows whose best normalised difference stays above this are unvoiced (no f0).
 VOICED_MAX = 0.5
 IN_TUNE_CENTS = 50.0
@@ -71,12 +78,18 @@ def estimate_f0(x: np.ndarray, sample_rate: int = SAMPLE_RATE, fmin: float = 30.
         ``(f0 Hz, aperiodicity)``; f0 is NaN when the window is unvoiced (aperiodicity, the
         normalised difference at the chosen lag, above :data:`VOICED_MAX`) or silent.
     """
+    need = 4096 + int(np.ceil(sample_rate / fmin)) + 2
+    seg = analysis_window(np.asarray(x), need)
+    if len(seg) < need or not np.any(seg):
+        return float("nan"), 1.0
+    # On the integer lags of the original rate, bright high notes (energy near 7 kHz, a period
+    # of 30.6 samples at MIDI 72) never line up with the true period, and YIN jumps an octave
+    # down to the nearest lag that does; a 4x upsampled copy puts every lag within 1/8 sample.
+    seg = resample_poly(seg, YIN_UPSAMPLE, 1)
+    sample_rate *= YIN_UPSAMPLE
     tau_min = max(2, int(sample_rate / fmax))
     tau_max = int(np.ceil(sample_rate / fmin))
-    win = 4096
-    seg = analysis_window(np.asarray(x), win + tau_max + 2)
-    if len(seg) < win + tau_max + 2 or not np.any(seg):
-        return float("nan"), 1.0
+    win = 4096 * YIN_UPSAMPLE
     # d(tau) = sum_{j<W} (x_j - x_{j+tau})^2 = E0 + E(tau) - 2 r(tau), via FFT correlation.
     n = 1 << int(np.ceil(np.log2(len(seg) + win)))
     spec_a = np.fft.rfft(seg[:win], n)
@@ -144,6 +157,25 @@ def decay_time(x: np.ndarray, sample_rate: int = SAMPLE_RATE, drop_db: float = 2
     return frames * hop / sample_rate
 
 
+def attack_time(x: np.ndarray, sample_rate: int = SAMPLE_RATE) -> float:
+    """Seconds from the first 256-sample frame of ``x`` [T] whose RMS reaches 10 % of the
+    loudest frame's to the first that reaches 90 % of it (hop 64 samples, 4 ms)."""
+    hop = 64
+    rms = _frame_rms(x, 256, hop)
+    top = float(rms.max())
+    if not top > 0:
+        return float("nan")
+    start = int(np.argmax(rms >= 0.1 * top))
+    end = int(np.argmax(rms >= 0.9 * top))
+    return max(0, end - start) * hop / sample_rate
+
+
+def level_db(x: np.ndarray) -> float:
+    """RMS level (dBFS) of the loudest 1024-sample frame of ``x`` [T] (-inf when silent)."""
+    top = float(_frame_rms(x, 1024, 256).max())
+    return 20.0 * float(np.log10(top)) if top > 0 else float("-inf")
+
+
 def _generate(model: GANSynthModel, z: np.ndarray, pitches: np.ndarray, **kw: Any) -> np.ndarray:
     return model.generate(z, [int(p) for p in pitches], **kw)
 
@@ -185,43 +217,101 @@ def pitch_report(notes: np.ndarray, pitches: np.ndarray, sample_rate: int) -> di
     }
 
 
-def _descriptors(notes: np.ndarray, sample_rate: int) -> np.ndarray:
-    """[N, 2]: spectral centroid (Hz) and decay time (s) per note."""
-    return np.array([[spectral_centroid(x, sample_rate), decay_time(x, sample_rate)]
-                     for x in notes])
+#: The descriptors a direction is measured against: name -> (slider label, unit, function of
+#: (note [T], sample rate)).
+DESCRIPTORS: dict[str, tuple[str, str, Callable[[np.ndarray, int], float]]] = {
+    "centroid": ("brightness", "Hz", spectral_centroid),
+    "decay": ("decay", "s", decay_time),
+    "attack": ("attack", "s", attack_time),
+    "level": ("level", "dB", lambda x, _rate: level_db(x)),
+}
+#: Coefficients (standard deviations) each direction is swept over.
+SWEEP = (-2.0, -1.0, 0.0, 1.0, 2.0)
+#: A direction is labelled with a descriptor when that descriptor moves monotonically (Spearman
+#: rho = +-1 over :data:`SWEEP`, with the majority's sign) on at least this fraction of notes.
+LABEL_FRACTION = 2.0 / 3.0
+
+
+def descriptors(notes: np.ndarray, sample_rate: int) -> np.ndarray:
+    """[N, len(DESCRIPTORS)]: every descriptor of every note [N, T]."""
+    return np.array([[fn(x, sample_rate) for _, _, fn in DESCRIPTORS.values()] for x in notes])
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman's rank correlation of two [n] sequences (NaN if either is constant or has NaN)."""
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        return float("nan")
+    rx, ry = rankdata(x), rankdata(y)
+    if rx.std() == 0 or ry.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(rx, ry)[0, 1])
 
 
 def direction_report(model: GANSynthModel, directions: Directions, z: np.ndarray,
-                     pitches: np.ndarray, components: int,
-                     coefficient: float = 2.0) -> list[dict[str, Any]]:
-    """For each of the first ``components`` directions: descriptors of the notes with coefficient
-    ``-coefficient`` and ``+coefficient`` on that direction alone, and their mean difference.
+                     pitches: np.ndarray, components: int) -> list[dict[str, Any]]:
+    """What each of the first ``components`` directions changes.
 
-    Returns a list of ``{"component", "var_ratio", "centroid_hz": [minus, plus], "decay_s":
-    [minus, plus], "centroid_change_hz", "decay_change_s", "in_tune_fraction": [minus, plus]}``
-    (means over the notes; changes are plus minus minus).
+    Every direction alone is swept over :data:`SWEEP` on the same notes (z [N, Z], pitches [N]);
+    for every note and descriptor the Spearman correlation between coefficient and descriptor is
+    computed. Returns per component ``{"component", "var_ratio", "in_tune_fraction": [at -2, at
+    +2], "descriptors": {name: {"spearman_median", "monotonic_fraction", "sign", "change"}},
+    "label": name or None}``: ``monotonic_fraction`` is the fraction of notes on which the
+    descriptor moves strictly monotonically in the direction (``sign``) of most notes,
+    ``change`` the mean of (value at +2) - (value at -2); ``label`` is the slider label of the
+    descriptor with the highest such fraction when it reaches :data:`LABEL_FRACTION`.
     """
-    k = min(components, directions.count)
     out = []
-    for i in range(k):
-        rows = []
+    for i in range(min(components, directions.count)):
+        values = []  # [len(SWEEP), N, D]
         tune = []
-        for sign in (-1.0, 1.0):
+        for coefficient in SWEEP:
             c = np.zeros(i + 1, dtype=np.float32)
-            c[i] = sign * coefficient
+            c[i] = coefficient
             notes = _generate(model, z, pitches, directions=directions, coefficients=c)
-            rows.append(np.nanmean(_descriptors(notes, model.sample_rate), axis=0))
-            tune.append(pitch_report(notes, pitches, model.sample_rate)["in_tune_fraction"])
+            values.append(descriptors(notes, model.sample_rate))
+            if abs(coefficient) == max(SWEEP):
+                tune.append(pitch_report(notes, pitches, model.sample_rate)["in_tune_fraction"])
+        table = np.stack(values)
+        sweep = np.asarray(SWEEP)
+        summary: dict[str, dict[str, float]] = {}
+        for d, name in enumerate(DESCRIPTORS):
+            rho = np.array([spearman(sweep, table[:, n, d]) for n in range(table.shape[1])])
+            known = rho[np.isfinite(rho)]
+            sign = 1.0 if np.sum(known > 0) >= np.sum(known < 0) else -1.0
+            summary[name] = {
+                "spearman_median": round(float(np.median(known)), 3) if len(known) else None,
+                "monotonic_fraction": round(float(np.mean(np.isclose(rho * sign, 1.0))), 3),
+                "sign": sign,
+                "change": round(float(np.nanmean(table[-1, :, d] - table[0, :, d])), 4),
+            }
+        best = max(summary, key=lambda name: summary[name]["monotonic_fraction"])
+        label = (DESCRIPTORS[best][0] if summary[best]["monotonic_fraction"] >= LABEL_FRACTION
+                 else None)
         out.append({
             "component": i,
             "var_ratio": round(float(directions.var_ratio[i]), 5),
-            "centroid_hz": [round(float(r[0]), 1) for r in rows],
-            "decay_s": [round(float(r[1]), 3) for r in rows],
-            "centroid_change_hz": round(float(rows[1][0] - rows[0][0]), 1),
-            "decay_change_s": round(float(rows[1][1] - rows[0][1]), 3),
             "in_tune_fraction": tune,
+            "descriptors": summary,
+            "label": label,
         })
     return out
+
+
+def direction_labels(components: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The measured labels of a :func:`direction_report`, as stored in a directions file's
+    ``meta["labels"]``: ``{"<index>": {"label", "descriptor", "sign", "monotonic_fraction",
+    "spearman_median"}}`` for the labelled components only (a label nobody measured is never
+    written)."""
+    labels = {}
+    for c in components:
+        if c["label"] is None:
+            continue
+        name = next(n for n, (label, _, _) in DESCRIPTORS.items() if label == c["label"])
+        d = c["descriptors"][name]
+        labels[str(c["component"])] = {"label": c["label"], "descriptor": name, "sign": d["sign"],
+                                       "monotonic_fraction": d["monotonic_fraction"],
+                                       "spearman_median": d["spearman_median"]}
+    return labels
 
 
 def evaluate(model: str | Path | GANSynthModel, count: int = 200, seed: int = 0,
@@ -265,12 +355,13 @@ def evaluate(model: str | Path | GANSynthModel, count: int = 200, seed: int = 0,
     if directions is not None:
         d = load_directions(directions)
         n = min(count, 16)
-        base = np.nanmean(_descriptors(notes[:n], m.sample_rate), axis=0)
+        base = np.nanmean(descriptors(notes[:n], m.sample_rate), axis=0)
         report["directions"] = {
             "path": str(directions),
             "layer": d.layer,
-            "baseline": {"centroid_hz": round(float(base[0]), 1),
-                         "decay_s": round(float(base[1]), 3)},
+            "notes": n,
+            "baseline": {name: round(float(v), 4)
+                         for name, v in zip(DESCRIPTORS, base, strict=True)},
             "components": direction_report(m, d, z[:n], pitches[:n], components),
         }
     return report
@@ -290,12 +381,18 @@ def format_report(report: dict[str, Any]) -> str:
     ]
     if "directions" in report:
         d = report["directions"]
-        b = d["baseline"]
-        lines.append(f"directions {d['path']} (layer {d['layer']}), coefficient -2 -> +2; "
-                     f"baseline centroid {b['centroid_hz']} Hz, decay {b['decay_s']} s")
+        base = "  ".join(f"{name} {d['baseline'][name]} {unit}"
+                         for name, (_, unit, _) in DESCRIPTORS.items())
+        lines.append(f"directions {d['path']} (layer {d['layer']}), each swept "
+                     f"{SWEEP[0]:+g}..{SWEEP[-1]:+g} on {d['notes']} notes; baseline {base}")
+        lines.append("  per descriptor: change (+2 minus -2), median Spearman rho, fraction of "
+                     "notes where it moves monotonically")
         for c in d["components"]:
-            lines.append(
-                f"  component {c['component']} (var {c['var_ratio']:.3f}): centroid "
-                f"{c['centroid_change_hz']:+.1f} Hz, decay {c['decay_change_s']:+.3f} s, "
-                f"in tune {c['in_tune_fraction'][0]:.2f} / {c['in_tune_fraction'][1]:.2f}")
+            cells = "  ".join(
+                f"{name} {v['change']:+.4g} {DESCRIPTORS[name][1]} rho {v['spearman_median']} "
+                f"mono {v['monotonic_fraction']:.2f}" for name, v in c["descriptors"].items())
+            label = f"label {c['label']!r}" if c["label"] else "no label"
+            lines.append(f"  c{c['component']} (var {c['var_ratio']:.3f}, {label}, in tune "
+                         f"{c['in_tune_fraction'][0]:.2f} / {c['in_tune_fraction'][1]:.2f}): "
+                         f"{cells}")
     return "\n".join(lines)

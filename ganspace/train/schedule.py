@@ -50,6 +50,51 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "batch_size_schedule": [8],
         "save_summaries_num_images": 1000,
     },
+    # The default instrument (models/default): regression onto the synthetic teacher
+    # (ganspace.train.synthdata, latent = its 12 voice parameters), all blocks at once with deep
+    # supervision, the high blocks on 8-frame time crops. Channels 128,128,128,90,64,45,32
+    # (1.4 M parameters): the last two blocks are wider than "small" (8, 4), since that is where
+    # the harmonic combs are drawn. Runs until stopped; resume with --resume.
+    "default": {
+        "latent_vector_size": 12,
+        "fmap_base": 363,
+        "fmap_decay": 0.5,
+        "fmap_max": 128,
+        "objective": "recon",
+        "train_progressive": False,
+        "total_num_images": 100_000_000,
+        "batch_size_schedule": [8],
+        "adam_beta1": 0.9,
+        "adam_beta2": 0.99,
+        "generator_learning_rate": 1e-3,
+        "recon_crop_frames": 8,
+        "recon_crop_from_block": 5,
+        "recon_deep_supervision": 0.5,
+        "recon_mag_weight": 1.0,
+        "recon_mag_grad_weight": 1.0,
+        "recon_if_weight": 1.0,
+        "recon_peak_weight": 10.0,
+    },
+    # Tests of the reconstruction objective: "tiny" regressed onto a teacher's 12-d latents.
+    "tiny-recon": {
+        "latent_vector_size": 12,
+        "fmap_base": 1024,
+        "fmap_max": 4,
+        "objective": "recon",
+        "train_progressive": False,
+        "total_num_images": 64,
+        "batch_size_schedule": [4],
+        "adam_beta1": 0.9,
+        "adam_beta2": 0.99,
+        "generator_learning_rate": 1e-3,
+        "recon_crop_frames": 8,
+        "recon_crop_from_block": 5,
+        "recon_deep_supervision": 0.5,
+        "recon_mag_weight": 1.0,
+        "recon_mag_grad_weight": 1.0,
+        "recon_if_weight": 1.0,
+        "recon_peak_weight": 10.0,
+    },
     # Tests: 4 channels everywhere, 16 images per stage.
     "tiny": {
         "latent_vector_size": 8,
@@ -72,7 +117,10 @@ def config_hparams(name: str) -> dict[str, Any]:
 
 
 def stage_of(images: int, hparams: dict[str, Any]) -> int:
-    """Magenta stage id (0 .. 2 * (num_resolutions - 1)) while ``images`` images have been seen."""
+    """Magenta stage id (0 .. 2 * (num_resolutions - 1)) while ``images`` images have been seen
+    (always the last stage when ``train_progressive`` is false)."""
+    if not hparams["train_progressive"]:
+        return 2 * (int(hparams["num_resolutions"]) - 1)
     stable = int(hparams["stable_stage_num_images"])
     trans = int(hparams["transition_stage_num_images"])
     whole, rest = divmod(int(images), stable + trans)

@@ -31,6 +31,7 @@ uninterrupted run would.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import logging
 import shutil
@@ -54,6 +55,7 @@ from ganspace.errors import InputError
 from ganspace.train.dataset import META_JSON, Dataset, load_dataset
 from ganspace.train.discriminator import Discriminator
 from ganspace.train.losses import discriminator_loss, generator_loss
+from ganspace.train.reconstruction import crop_forward, pool_to, supervised_loss
 from ganspace.train.schedule import (
     batch_size_of,
     blend_images,
@@ -70,6 +72,9 @@ log = logging.getLogger(__name__)
 #: Datasets whose float16 features fit in this many bytes per process are featurised once.
 FEATURE_CACHE_BYTES = 3 << 30
 CHECKPOINT_FORMAT = "ganspacesynth-train-checkpoint"
+#: Training objectives (hparam ``objective``): Magenta's WGAN-GP game, or regression onto a
+#: teacher synthesizer's notes from their latents (:mod:`ganspace.train.reconstruction`).
+OBJECTIVES = ("gan", "recon")
 
 def _param_block(name: str) -> int:
     """1-based block of a generator parameter (``blocks.{k-1}.*`` or ``to_rgb.{k-1}.*``)."""
@@ -99,6 +104,15 @@ class TrainOptions:
     log_every: int = 10  # steps
     threads: int | None = None  # torch intra-op threads; None: leave torch's default
     progress_bar: bool = True
+
+
+def dataset_fingerprint(data: Dataset) -> str:
+    """SHA-256 of a dataset's item names, pitches and teacher latents (what a resumed run must
+    find again; the audio of a synthetic dataset follows from them)."""
+    h = hashlib.sha256(json.dumps([data.names, [int(p) for p in data.pitches]]).encode())
+    if data.latents is not None:
+        h.update(np.ascontiguousarray(data.latents).tobytes())
+    return h.hexdigest()
 
 
 def _make_adam(module: nn.Module, lr: float, hparams: dict[str, Any]) -> torch.optim.Adam:
@@ -139,6 +153,10 @@ class Trainer:
         self.pitches = data.pitch_set
         self.cfg = GeneratorConfig.from_hparams(
             hparams, len(self.pitches), int(hparams["num_resolutions"]), 0.0)
+        self.objective = str(hparams.get("objective", "gan"))
+        if self.objective not in OBJECTIVES:
+            raise InputError(f"unknown objective {self.objective!r}; choose from "
+                             f"{', '.join(OBJECTIVES)}")
         torch.manual_seed(opts.seed)
         self.gen = Generator(self.cfg).to(self.device)
         self.disc = Discriminator(self.cfg).to(self.device)
@@ -149,6 +167,7 @@ class Trainer:
         self.images = 0
         self.steps = 0
         self.train_seconds = 0.0
+        self.cpu_seconds = 0.0  # process CPU time inside training steps (all threads)
         self.opt_stage = -1
         self._new_optimizers(stage_of(0, hparams))
         labels = data.labels()
@@ -156,6 +175,15 @@ class Trainer:
         if len(self.shard) == 0:
             raise InputError(f"dataset has {len(labels)} items, fewer than {self.world} processes")
         self.shard_labels = torch.as_tensor(labels[self.shard], device=self.device)
+        self.latents: Tensor | None = None
+        if self.objective == "recon":
+            if data.latents is None:
+                raise InputError(f"{data.path}: the recon objective needs a dataset with teacher "
+                                 "latents (latents.npy), e.g. scripts/make_default_dataset.py")
+            if data.latents.shape[1] != self.cfg.latent_size:
+                raise InputError(f"{data.path}: latents have {data.latents.shape[1]} numbers, the "
+                                 f"generator's latent_vector_size is {self.cfg.latent_size}")
+            self.latents = torch.as_tensor(data.latents[self.shard], device=self.device)
         self.cache: Tensor | None = None
         if len(self.shard) * 2 * 128 * 1024 * 2 <= FEATURE_CACHE_BYTES:
             chunks = [features(data.audio[self.shard[i : i + 16]], hparams, self.device).half()
@@ -180,6 +208,10 @@ class Trainer:
             hparams = state["hparams"]
             if state["pitches"] != data.pitch_set:
                 raise InputError(f"--resume: {opts.dataset} has other pitches than the checkpoint")
+            if state.get("dataset_fingerprint", dataset_fingerprint(data)) != \
+                    dataset_fingerprint(data):
+                raise InputError(f"--resume: {opts.dataset} is not the dataset this run was "
+                                 "trained on (its notes, pitches or latents differ)")
         else:
             if (opts.out / "train").exists() or (opts.out / "model.json").exists():
                 raise InputError(f"{opts.out} already holds a training run; use --resume to "
@@ -221,6 +253,58 @@ class Trainer:
 
     def step(self) -> dict[str, float]:
         """Train on one global batch; returns the losses (averaged over processes)."""
+        if self.objective == "recon":
+            return self._recon_step()
+        return self._gan_step()
+
+    def _update_ema(self, top: int) -> None:
+        """One EMA step of the generator's blocks 1 .. top."""
+        for k in range(top):
+            self.ema_updates[k] += 1
+        with torch.no_grad():
+            for block, pe, p in self.ema_pairs:
+                if block <= top:
+                    pe.lerp_(p, 1.0 - ema_decay(self.ema_updates[block - 1]))
+
+    def _recon_step(self) -> dict[str, float]:
+        """One step of the reconstruction objective (:mod:`ganspace.train.reconstruction`): the
+        generator regresses onto the teacher's notes from their latents, the high blocks on
+        time crops, every block's head supervised."""
+        hp = self.hparams
+        assert self.latents is not None
+        stage = stage_of(self.images, hp)
+        if stage != self.opt_stage:
+            self._new_optimizers(stage)
+        progress = progress_of(self.images, hp)
+        top = top_block(progress, self.cfg.num_resolutions)
+        batch = batch_size_of(stage, hp) // self.world
+        rng = self._rng()
+        idx = torch.randint(len(self.shard), (batch,), generator=rng, device=self.device)
+        height = self.cfg.resolution(top)[0]
+        frames = min(int(hp["recon_crop_frames"]) or height, height)
+        t0 = int(torch.randint(height - frames + 1, (1,), generator=rng, device=self.device))
+        target = self._real_batch(idx)
+        target = pool_to(target, height)
+        weights = {name: float(hp[f"recon_{name}_weight"])
+                   for name in ("mag", "mag_grad", "if", "peak")}
+        outputs = crop_forward(self.gen, self.latents[idx], self.shard_labels[idx],
+                               (t0, t0 + frames), int(hp["recon_crop_from_block"]), top)
+        loss, parts = supervised_loss(outputs, target, hp, weights,
+                                      float(hp["recon_deep_supervision"]))
+        self.opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        distrib.average_gradients(self.gen)
+        self.opt_g.step()
+        self._update_ema(top)
+        self.images += batch * self.world
+        self.steps += 1
+        values = torch.stack([loss.detach(), *(v.detach() for v in parts.values())]).float()
+        distrib.all_reduce_mean(values)
+        names = ("loss", *(f"{k}_loss" for k in parts))
+        return {"progress": progress, **dict(zip(names, values.tolist(), strict=True))}
+
+    def _gan_step(self) -> dict[str, float]:
+        """One generator step then one discriminator step of the WGAN-GP objective."""
         hp = self.hparams
         stage = stage_of(self.images, hp)
         if stage != self.opt_stage:
@@ -244,12 +328,7 @@ class Trainer:
         distrib.average_gradients(self.gen)
         self.opt_g.step()
         top = top_block(progress, self.cfg.num_resolutions)
-        for k in range(top):
-            self.ema_updates[k] += 1
-        with torch.no_grad():
-            for block, pe, p in self.ema_pairs:
-                if block <= top:
-                    pe.lerp_(p, 1.0 - ema_decay(self.ema_updates[block - 1]))
+        self._update_ema(top)
 
         # Discriminator step.
         idx = torch.randint(len(self.shard), (batch,), generator=rng, device=dev)
@@ -286,6 +365,7 @@ class Trainer:
             "images_seen": self.images,
             "steps": self.steps,
             "train_seconds": self.train_seconds,
+            "cpu_seconds": self.cpu_seconds,
             "optimizer_stage": self.opt_stage,
             "ema_updates": self.ema_updates,
             "hparams": self.hparams,
@@ -293,6 +373,7 @@ class Trainer:
             "config": self.opts.config,
             "seed": self.opts.seed,
             "dataset": str(self.opts.dataset),
+            "dataset_fingerprint": dataset_fingerprint(self.data),
         }
 
     def save_checkpoint(self) -> Path:
@@ -334,6 +415,7 @@ class Trainer:
         self.images = int(state["images_seen"])
         self.steps = int(state["steps"])
         self.train_seconds = float(state["train_seconds"])
+        self.cpu_seconds = float(state.get("cpu_seconds", 0.0))
         self.ema_updates = [int(n) for n in state["ema_updates"]]
         self._new_optimizers(int(state["optimizer_stage"]))
         tensors = load_file(str(ckpt / "optimizer.safetensors"), device=str(dev))
@@ -359,6 +441,7 @@ class Trainer:
             "stage": stage,
             "steps": self.steps,
             "train_seconds": round(self.train_seconds, 1),
+            "cpu_seconds": round(self.cpu_seconds, 1),
             "config": self.opts.config,
             "dataset": str(self.opts.dataset),
             "dataset_items": len(self.data.names),
@@ -398,22 +481,26 @@ class Trainer:
         last_ckpt = time.monotonic()
         try:
             while self.images < total:
-                t0 = time.monotonic()
+                t0, c0 = time.monotonic(), time.process_time()
                 before = self.images
                 losses = self.step()
                 dt = time.monotonic() - t0
                 self.train_seconds += dt
+                self.cpu_seconds += time.process_time() - c0
                 stopping = distrib.any_rank(stop["flag"], self.device)
                 if bar is not None:
                     bar.update(self.images - before)
+                    main = ("g_loss", "d_loss") if self.objective == "gan" else ("loss",)
                     bar.set_postfix(stage=stage_of(before, self.hparams),
-                                    p=f"{losses['progress']:.2f}", d=f"{losses['d_loss']:.2f}",
-                                    g=f"{losses['g_loss']:.2f}")
+                                    p=f"{losses['progress']:.2f}",
+                                    img_s=f"{(self.images - before) / dt:.1f}",
+                                    **{k: f"{losses[k]:.3f}" for k in main})
                 if logf is not None and (self.steps % opts.log_every == 0 or stopping
                                          or self.images >= total):
                     record = {"step": self.steps, "images": self.images,
                               "stage": stage_of(before, self.hparams),
                               "time": round(self.train_seconds, 2),
+                              "cpu_time": round(self.cpu_seconds, 2),
                               "images_per_s": round((self.images - before) / dt, 2),
                               **{k: round(v, 5) for k, v in losses.items()}}
                     logf.write(json.dumps(record) + "\n")

@@ -5,10 +5,12 @@ Importing this package imports every topic module, which registers its handlers
 """
 
 from ganspace_server.handlers import (  # noqa: F401 (imported to register their handlers)
+    bank,
     coefficients,
     hallu,
     latents,
     model,
+    preset,
     session,
     synthesis,
 )

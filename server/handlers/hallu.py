@@ -126,14 +126,32 @@ def hallu_prev(server: Server, s: Session, r: Request) -> None:
     _step_changed(server, s, "/hallu.prev")
 
 
-@handler("/hallu.state")
-def hallu_state(server: Server, s: Session, r: Request) -> None:
-    """Send the whole sequencer state."""
+def send_state(server: Server, s: Session) -> None:
+    """Mirror the whole sequencer: position, the six settings, the current coefficients."""
     server.reply(s, "/hallu.step", s.current, len(s.steps))
     for name in protocol.HALLU_SETTINGS:
         server.reply(s, "/hallu.setting", name, float(s.settings[name]))
     _send_coefs(server, s)
+
+
+@handler("/hallu.state")
+def hallu_state(server: Server, s: Session, r: Request) -> None:
+    """Send the whole sequencer state."""
+    send_state(server, s)
     server.done(s, "/hallu.state")
+
+
+@handler("/hallu.rand")
+def hallu_rand(server: Server, s: Session, r: Request) -> None:
+    """Set the current step to random coefficients (uniform in -range..range; seeded or fresh),
+    at most as many as there are directions."""
+    d = server.state.directions
+    count = r["count"] if d is None else min(r["count"], d.count)
+    values = np.random.default_rng(r["seed"]).uniform(-r["range"], r["range"], count)
+    s.coefficients[:] = 0
+    s.coefficients[:count] = values
+    s.track_highest_set(count - 1)
+    _step_changed(server, s, "/hallu.rand")
 
 
 @handler(*(f"/hallu.{name}" for name in protocol.HALLU_SETTINGS))

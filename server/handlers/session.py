@@ -1,5 +1,5 @@
-"""Session commands: where replies go, delivery mode, stream acks, status, version, /sync,
-/latest, /cancel and /quit."""
+"""Session commands: where replies go, delivery mode, stream acks, status, clients, version,
+/sync, /latest, /cancel and /quit."""
 
 from __future__ import annotations
 
@@ -58,6 +58,13 @@ def buffer_ack(server: Server, s: Session, r: Request) -> None:
 def status(server: Server, s: Session, r: Request) -> None:
     """Answer ``/status.reply``."""
     server.reply(s, "/status.reply", *status_values(server))
+
+
+@handler("/clients")
+def clients(server: Server, s: Session, r: Request) -> None:
+    """Answer ``/clients.reply``: sessions kept, their bound, jobs alive (all, this client's)."""
+    server.reply(s, "/clients.reply", len(server.sessions()), server.config.max_sessions,
+                 server.jobs_alive(), server.jobs_alive(s))
 
 
 @handler("/version")

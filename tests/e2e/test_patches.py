@@ -443,8 +443,10 @@ def test_every_patch_and_help_patch_opens_cleanly(server: Served):
     helps = [n for n in names if n.endswith("-help.pd")]
     abstractions = [n for n in names if n.startswith("gss_") and not n.endswith("-help.pd")]
     assert sorted(h.replace("-help.pd", ".pd") for h in helps) == abstractions
-    prefixes = ["gss", "gssn", "hallu", "hconn", "hplay", "hmodel", "hcoef"]
+    prefixes = ["gss", "gssn", "hallu", "keys", "hconn", "hplay", "hmodel", "hcoef", "hkeys",
+                "hpreset"]
     sends = [f"{p}-cfg {free_udp_port()} {server.port}" for p in prefixes]
+    sends += ["keys-lo 60", "keys-hi 60"]      # the keyboard's first bank: one note
     with PdSession([PATCHES / n for n in names], sends=sends,
                    watch=[f"{p}-ev" for p in prefixes]) as pd:
         for p in prefixes:

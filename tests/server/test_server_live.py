@@ -22,9 +22,11 @@ from ganspace.engine.model import GANSynthModel, random_model
 from ganspace.space.directions import Directions, load_directions, save_directions
 from ganspace.space.hallucinate import Envelope, hallucinate_coefficients, hallucinate_z
 from ganspace_server import oscwire, protocol
-from ganspace_server.client import Client, ServerError
+from ganspace_server.client import Client
+from ganspace_server.config import ServerConfig
+from ganspace_server.connection import ServerError
 from ganspace_server.schema import Command
-from ganspace_server.server import Server, ServerConfig
+from ganspace_server.server import Server
 
 T = 20.0  # seconds any single answer may take
 
@@ -70,7 +72,8 @@ def make_server(tiny_model: GANSynthModel, root: Path, tmp_path: Path
 
     def make(directions: Directions | None = None, **kw: Any) -> Server:
         cfg = ServerConfig(port=0, model_roots=[root], cache_dir=tmp_path / f"cache{len(started)}",
-                           ack_timeout=0.1, ack_tries=3, session_idle=5.0)
+                           ack_timeout=0.1, ack_tries=3, session_idle=5.0,
+                           presets_dir=tmp_path / "presets")
         for k, v in kw.items():
             setattr(cfg, k, v)
         s = Server(tiny_model, cfg, "tiny", directions)
@@ -88,7 +91,8 @@ def server(tiny_model: GANSynthModel, root: Path, directions: Directions,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A shared server with the tiny model and directions loaded."""
     cfg = ServerConfig(port=0, model_roots=[root], cache_dir=tmp_path_factory.mktemp("cache"),
-                       ack_timeout=0.1, ack_tries=3, session_idle=5.0)
+                       ack_timeout=0.1, ack_tries=3, session_idle=5.0,
+                       presets_dir=tmp_path_factory.mktemp("presets"))
     with Server(tiny_model, cfg, "tiny", directions) as s:
         yield s
 
@@ -149,7 +153,8 @@ def _good_args(c: Client, root: Path) -> dict[str, tuple[list[Any], str | None]]
     return {
         "/notify": ([port, 0], "/done"), "/delivery": (["file"], "/done"),
         "/buffer.ack": (["snd", 0], None), "/status": ([], "/status.reply"),
-        "/version": ([], "/version.reply"), "/sync": ([3], "/synced"),
+        "/version": ([], "/version.reply"), "/clients": ([], "/clients.reply"),
+        "/sync": ([3], "/synced"),
         "/latest": (["t"], None), "/cancel": ([], "/done"), "/quit": ([], "/fail"),
         "/model.load": (["tiny"], "/done"), "/directions.load": (["dirs.safetensors"], "/done"),
         "/model.layers": ([], "/done"), "/model.pitches": ([], "/done"),
@@ -166,6 +171,9 @@ def _good_args(c: Client, root: Path) -> dict[str, tuple[list[Any], str | None]]
         "/hallu.spacing": ([0.25], "/hallu.setting"), "/hallu.trim": ([0.0], "/hallu.setting"),
         "/hallu.attack": ([0.01], "/hallu.setting"), "/hallu.sustain": ([0.2], "/hallu.setting"),
         "/hallu.release": ([0.2], "/hallu.setting"),
+        "/bank.source": ([0], "/done"), "/bank": (["bk", 40, 41], "/done"),
+        "/preset.save": (["p1"], "/done"), "/preset.load": (["p1"], "/hallu.step"),
+        "/preset.list": ([], "/done"), "/hallu.rand": ([1.0, 4, 3], "/hallu.step"),
     }
 
 
@@ -405,6 +413,7 @@ def test_fuzz_garbage_then_status_still_answers(server: Server, peer: Peer) -> N
         peer.sock.sendto(data, peer.to)
         sent += 1
         if i % 100 == 0:  # let the server keep up so the socket buffer never overflows
+            peer.send("/notify", peer.port, 0)  # a fuzzed /notify may have moved the replies
             peer.send("/sync", i)
             peer.until("/synced", i)
     assert sent > 2500
@@ -506,7 +515,7 @@ def test_packets_from_outside_the_allowed_networks_are_dropped(
     with caplog.at_level("WARNING", "ganspace_server"):
         for _ in range(50):
             server._datagram(oscwire.encode("/status"), ("10.1.2.3", 5000))
-    assert not server._sessions
+    assert not server.sessions()
     assert 1 <= sum("dropped a packet from 10.1.2.3" in r.message for r in caplog.records) <= 5
 
 

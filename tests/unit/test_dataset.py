@@ -12,9 +12,9 @@ import soundfile as sf
 from ganspace.cli import main
 from ganspace.engine.audio import AUDIO_LENGTH, SAMPLE_RATE
 from ganspace.errors import InputError
+from ganspace.train import synthdata
 from ganspace.train.dataset import chop, load_dataset, make_dataset, pad, resample
-from ganspace.train.evaluate import estimate_f0
-from ganspace.train.synthdata import random_timbres, render_note, render_wavs
+from ganspace.train.evaluate import attack_time, decay_time, estimate_f0, spectral_centroid
 
 
 def sine(freq: float, seconds: float, rate: int = SAMPLE_RATE, amp: float = 0.5) -> np.ndarray:
@@ -162,20 +162,72 @@ def test_cli_dataset_verbs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert "refusing to overwrite" in capsys.readouterr().err
 
 
-def test_synthetic_notes_are_reproducible_and_pitched(tmp_path: Path) -> None:
-    timbres = random_timbres(6, seed=3)
-    assert timbres == random_timbres(6, seed=3) and timbres != random_timbres(6, seed=4)
-    for i, timbre in enumerate(timbres):
-        for pitch in (36, 54, 72):
-            note = render_note(timbre, pitch, seed=i)
+# --- synthetic teacher notes (ganspace.train.synthdata) ---------------------------------------
+
+
+def test_synth_voices_are_exactly_pitched() -> None:
+    """Random voices of both families (and blends) at the ends and middle of the default range:
+    YIN finds f0 within 5 cents of the MIDI pitch."""
+    rng = np.random.default_rng(11)
+    families = set()
+    for i in range(12):
+        z = rng.standard_normal(synthdata.LATENT_SIZE)
+        z[0] = (-2.0, 0.0, 2.0)[i % 3]  # additive, an even blend, FM
+        voice = synthdata.voice_from_latent(z)
+        families.add(round(voice.fm_mix, 1))
+        for pitch in (36, 55, 72):
+            note = synthdata.render_note(voice, pitch, seed=i)
             assert note.shape == (AUDIO_LENGTH,) and np.max(np.abs(note)) == pytest.approx(0.5)
             f0, _ = estimate_f0(note)
-            assert abs(1200 * np.log2(f0 / (440 * 2 ** ((pitch - 69) / 12)))) < 5.0
-    paths = render_wavs(tmp_path / "w", [40, 41], instruments=2, seed=1)
-    assert [p.name for p in paths] == ["additive00_40.wav", "additive00_41.wav",
-                                       "additive01_40.wav", "additive01_41.wav"]
-    first = sf.read(str(paths[0]), dtype="float32")[0]
-    again = render_wavs(tmp_path / "w2", [40, 41], instruments=2, seed=1)
-    np.testing.assert_array_equal(first, sf.read(str(again[0]), dtype="float32")[0])
+            assert abs(1200 * np.log2(f0 / synthdata.midi_to_hz(pitch))) < 5.0, (voice, pitch)
+    assert {0.0, 0.5, 1.0} <= families
+
+
+def test_feedback_fm_is_harmonic() -> None:
+    """The feedback modulator solves y = sin(phase + beta y) and has only harmonics of its
+    frequency (no energy between them)."""
+    phase = 2 * np.pi * np.arange(4096) / 64  # 64 periods
+    y = synthdata.feedback_sine(phase, 0.8)
+    np.testing.assert_allclose(y, np.sin(phase + 0.8 * y), atol=1e-9)
+    spectrum = np.abs(np.fft.rfft(y))
+    harmonics = spectrum[::64]
+    assert spectrum.sum() - harmonics.sum() < 1e-6 * harmonics.sum()
+    assert harmonics[2] > 0.05 * harmonics[1]  # feedback adds the 2nd harmonic
+
+
+def _descriptor_along(name: str, coordinate: int, descriptor, pitch: int = 48) -> list[float]:
+    values = []
+    for u in (-1.5, -0.5, 0.5, 1.5):
+        z = np.zeros(synthdata.LATENT_SIZE)
+        z[0] = -3.0 if name == "additive" else 3.0
+        z[synthdata.LATENT_NAMES.index("sustain")] = -3.0  # decays all the way down
+        z[coordinate] = u
+        values.append(descriptor(synthdata.render_note(synthdata.voice_from_latent(z), pitch)))
+    return values
+
+
+@pytest.mark.parametrize(("family", "parameter", "descriptor", "sign"), [
+    ("additive", "slope", spectral_centroid, -1),
+    ("additive", "bright_decay", spectral_centroid, -1),
+    ("fm", "index", spectral_centroid, +1),
+    ("additive", "decay", decay_time, +1),
+    ("fm", "attack", attack_time, +1),
+])
+def test_synth_parameters_move_their_descriptors(family: str, parameter: str, descriptor: object,
+                                                 sign: int) -> None:
+    values = _descriptor_along(family, synthdata.LATENT_NAMES.index(parameter), descriptor)
+    assert all(sign * (b - a) > 0 for a, b in zip(values, values[1:], strict=False)), values
+
+
+def test_render_dataset_is_reproducible(tmp_path: Path) -> None:
+    ds = synthdata.render_dataset(tmp_path / "a", [40, 41], notes_per_pitch=2, seed=1)
+    assert ds.names == ["voice00000_40", "voice00001_40", "voice00002_41", "voice00003_41"]
+    assert ds.latents is not None and ds.latents.shape == (4, synthdata.LATENT_SIZE)
+    again = synthdata.render_dataset(tmp_path / "b", [40, 41], notes_per_pitch=2, seed=1,
+                                     workers=2)
+    np.testing.assert_array_equal(ds.audio, again.audio)
+    np.testing.assert_array_equal(ds.latents, load_dataset(tmp_path / "b").latents)
     with pytest.raises(InputError, match="refusing"):
-        render_wavs(tmp_path / "w", [40], instruments=1, seed=1)
+        synthdata.render_dataset(tmp_path / "a", [40], notes_per_pitch=1, seed=1)
+    with pytest.raises(InputError, match="latent"):
+        synthdata.voice_from_latent(np.zeros(3))

@@ -4,6 +4,7 @@ shipped default model."""
 from __future__ import annotations
 
 import json
+import types
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +17,17 @@ from ganspace.errors import InputError
 from ganspace.space.directions import save_directions
 from ganspace.space.pca import compute_directions
 from ganspace.train.evaluate import (
+    DESCRIPTORS,
     cents,
     decay_time,
+    direction_labels,
+    direction_report,
     estimate_f0,
     evaluate,
     format_report,
     midi_to_hz,
     pitch_report,
+    spearman,
     spectral_centroid,
 )
 
@@ -102,12 +107,49 @@ def test_evaluate_tiny_model_with_directions(tiny_model: GANSynthModel, tmp_path
     comps = r["directions"]["components"]
     assert [c["component"] for c in comps] == [0, 1]
     for c in comps:
-        assert all(np.isfinite(c["centroid_hz"])) and all(np.isfinite(c["decay_s"]))
-        assert c["centroid_change_hz"] == pytest.approx(c["centroid_hz"][1] - c["centroid_hz"][0],
-                                                        abs=0.11)
-    assert "component 1" in format_report(r)
+        assert set(c["descriptors"]) == set(DESCRIPTORS)
+        assert all(0.0 <= v["monotonic_fraction"] <= 1.0 for v in c["descriptors"].values())
+    assert "c1 (var" in format_report(r)
     with pytest.raises(InputError, match="count"):
         evaluate(tiny_model, count=0)
+
+
+class _SweepModel:
+    """Stands in for a model: direction 0 makes notes louder, direction 1 brighter (more
+    partials), direction 2 changes nothing measurable on purpose (it flips a note's sign)."""
+
+    sample_rate = SR
+
+    def generate(self, z: np.ndarray, pitches: list[int], directions: object,
+                 coefficients: np.ndarray) -> np.ndarray:
+        c = np.zeros(3)
+        c[: len(coefficients)] = coefficients
+        notes = []
+        for i, p in enumerate(pitches):
+            x = tone(midi_to_hz(p), partials=int(6 + 2 * c[1] + i % 2))
+            notes.append(x * 10 ** (c[0] / 4) * (-1 if c[2] > 0 else 1))
+        return np.stack(notes)
+
+
+def test_direction_report_measures_and_labels() -> None:
+    directions = types.SimpleNamespace(count=3, var_ratio=np.array([0.3, 0.2, 0.1]))
+    model = _SweepModel()
+    comps = direction_report(model, directions, np.zeros((4, 2)), np.array([48, 52, 55, 60]),
+                             components=3)  # type: ignore[arg-type]
+    assert [c["label"] for c in comps] == ["level", "brightness", None]
+    level = comps[0]["descriptors"]["level"]
+    assert level["monotonic_fraction"] == 1.0 and level["spearman_median"] == 1.0
+    assert level["change"] == pytest.approx(20.0, abs=0.1)  # +-2 std -> 10 ** (4 / 4): 20 dB
+    assert comps[1]["descriptors"]["centroid"]["sign"] == 1.0
+    labels = direction_labels(comps)
+    assert labels == {
+        "0": {"label": "level", "descriptor": "level", "sign": 1.0, "monotonic_fraction": 1.0,
+              "spearman_median": 1.0},
+        "1": {"label": "brightness", "descriptor": "centroid", "sign": 1.0,
+              "monotonic_fraction": 1.0, "spearman_median": 1.0},
+    }
+    assert spearman(np.arange(5.0), -np.arange(5.0) ** 3) == pytest.approx(-1.0)
+    assert np.isnan(spearman(np.arange(5.0), np.ones(5)))
 
 
 def test_cli_eval_json(tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -132,3 +174,39 @@ def test_default_model_generates_finite_audio_at_every_pitch() -> None:
     edited = model.generate(None, model.pitches[:2], directions=directions,
                             coefficients=np.ones((2, 16), np.float32))
     assert np.isfinite(edited).all()
+
+
+def test_cli_eval_writes_measured_labels(tiny_model: GANSynthModel, tiny_model_dir: Path,
+                                         tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    path = save_directions(compute_directions(tiny_model, "conv0", samples=64, seed=0,
+                                              components=3), tmp_path / "d.safetensors")
+    assert main(["eval", str(tiny_model_dir), "--count", "2", "--write-labels"]) == 2
+    entry = {"sign": -1.0, "monotonic_fraction": 0.75, "spearman_median": -1.0, "change": -0.5}
+    measured = [{"component": i, "var_ratio": 0.1, "in_tune_fraction": [1.0, 1.0],
+                 "label": label, "descriptors": {"decay": entry}}
+                for i, label in enumerate(["decay", None])]
+    monkeypatch.setattr("ganspace.train.evaluate.direction_report",
+                        lambda *a, **k: measured)
+    assert main(["eval", str(tiny_model_dir), "--count", "2", "--directions", str(path),
+                 "--components", "2", "--write-labels", "--device", "cpu"]) == 0
+    d = ganspace.load_directions(path)
+    assert d.labels == {0: "decay"} and d.meta["labels"]["0"]["monotonic_fraction"] == 0.75
+    assert d.meta["estimator"] == "cov"  # the rest of the file is kept
+    d.meta["labels"] = {"1": {"label": "../etc"}, "7": {"label": "x"}, "x": 3}
+    assert d.labels == {}
+
+
+def test_installed_package_ships_the_model_but_not_its_training_state() -> None:
+    """setup.cfg lists models/default's files one by one (a glob would also take training/,
+    the committed training state, into the installed package)."""
+    import configparser
+
+    cfg = configparser.ConfigParser()
+    cfg.read(DEFAULT.parents[1] / "setup.cfg")
+    shipped = cfg["options.data_files"]["share/ganspacesynth/models/default"].split()
+    assert not any("training" in f or "*" in f for f in shipped)
+    root = DEFAULT.parents[1]
+    assert all((root / f).is_file() for f in shipped)
+    files = {str(p.relative_to(root)) for p in DEFAULT.iterdir() if p.is_file()}
+    assert files == set(shipped)

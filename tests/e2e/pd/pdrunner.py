@@ -1,4 +1,4 @@
-"""Drive real headless Pure Data over OSC for the patch tests and scripts/bench_patch.py.
+"""Drive real headless Pure Data over OSC for the patch tests and the patch benchmarks.
 
 `PdSession` starts `pd -nogui -nosound ...` with tests/e2e/pd/harness.pd plus the patches under
 test, sends harness commands (`/send <receive-name> args...`, `/capture`, `/ff`, `/writecap`,
@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 
@@ -181,6 +182,16 @@ class PdSession:
         data = osc_bytes(address, *args)
         t = time.perf_counter()
         self.sock.sendto(data, ("127.0.0.1", self.pd_port))
+        return t
+
+    def bundle(self, *messages: tuple) -> float:
+        """Send harness commands ``(address, args...)`` in one OSC bundle: Pd handles them in the
+        same logical time (e.g. ``/capture`` together with a note). Returns the send time."""
+        b = OscBundleBuilder(IMMEDIATELY)
+        for m in messages:
+            b.add_content(OscMessage(osc_bytes(*m)))
+        t = time.perf_counter()
+        self.sock.sendto(b.build().dgram, ("127.0.0.1", self.pd_port))
         return t
 
     def to(self, name: str, *args) -> float:
