@@ -264,15 +264,13 @@ def pca(check: Check) -> dict[str, Any]:
 
 def training(check: Check) -> dict[str, Any]:
     """Images/s of Trainer.step at the final stage (full resolution), per config."""
-    from ganspace.train.dataset import make_dataset
-    from ganspace.train.synthdata import render_wavs
+    from ganspace.train.synthdata import render_dataset
     from ganspace.train.trainer import Trainer, TrainOptions
 
     out = {}
     configs = ["tiny"] if check.quick else ["small", "published"]
     with tempfile.TemporaryDirectory() as tmp:
-        render_wavs(Path(tmp) / "wavs", [48, 55, 60], instruments=2, seed=0)
-        ds = make_dataset(Path(tmp) / "wavs", Path(tmp) / "ds")
+        ds = render_dataset(Path(tmp) / "ds", [48, 55, 60], notes_per_pitch=2, seed=0)
         for config in configs:
             if check.left() < 60:
                 out[config] = "skipped (time budget)"

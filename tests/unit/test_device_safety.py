@@ -30,11 +30,11 @@ from ganspace.space.directions import Directions
 from ganspace.space.estimators import CovarianceAccumulator
 from ganspace.space.hallucinate import Envelope, hallucinate_coefficients, hallucinate_z
 from ganspace.space.pca import compute_directions
-from ganspace.train.dataset import Dataset, make_dataset
+from ganspace.train.dataset import Dataset
 from ganspace.train.discriminator import Discriminator
 from ganspace.train.losses import discriminator_loss, generator_loss
 from ganspace.train.schedule import config_hparams, generate_at_stage
-from ganspace.train.synthdata import render_wavs
+from ganspace.train.synthdata import render_dataset
 from ganspace.train.trainer import Trainer, TrainOptions
 
 META_ERRORS = (RuntimeError, NotImplementedError, TypeError)
@@ -69,8 +69,7 @@ def directions(cpu_model: GANSynthModel) -> Directions:
 @pytest.fixture(scope="module")
 def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
     root = tmp_path_factory.mktemp("device-data")
-    render_wavs(root / "wavs", [48, 55], instruments=2, seed=1)
-    return make_dataset(root / "wavs", root / "ds")
+    return render_dataset(root / "ds", [48, 55], notes_per_pitch=2, seed=1)
 
 
 def test_default_device_meta_catches_a_tensor_made_without_a_device(
