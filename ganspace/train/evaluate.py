@@ -273,7 +273,7 @@ def direction_report(model: GANSynthModel, directions: Directions, z: np.ndarray
                 tune.append(pitch_report(notes, pitches, model.sample_rate)["in_tune_fraction"])
         table = np.stack(values)
         sweep = np.asarray(SWEEP)
-        summary: dict[str, dict[str, float]] = {}
+        summary: dict[str, dict[str, float | None]] = {}
         for d, name in enumerate(DESCRIPTORS):
             rho = np.array([spearman(sweep, table[:, n, d]) for n in range(table.shape[1])])
             known = rho[np.isfinite(rho)]
@@ -284,9 +284,9 @@ def direction_report(model: GANSynthModel, directions: Directions, z: np.ndarray
                 "sign": sign,
                 "change": round(float(np.nanmean(table[-1, :, d] - table[0, :, d])), 4),
             }
-        best = max(summary, key=lambda name: summary[name]["monotonic_fraction"])
-        label = (DESCRIPTORS[best][0] if summary[best]["monotonic_fraction"] >= LABEL_FRACTION
-                 else None)
+        fraction = {name: float(summary[name]["monotonic_fraction"] or 0.0) for name in summary}
+        best = max(fraction, key=fraction.__getitem__)
+        label = DESCRIPTORS[best][0] if fraction[best] >= LABEL_FRACTION else None
         out.append({
             "component": i,
             "var_ratio": round(float(directions.var_ratio[i]), 5),
