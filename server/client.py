@@ -59,7 +59,8 @@ class Client(Connection):
         host, port: the server.
         delivery: ``file``, ``stream`` or ``play`` (sent as ``/delivery`` at once).
         timeout: default seconds to wait for an answer.
-        subscribe: receive ``/progress`` and ``/status.reply`` events.
+        subscribe: receive ``/progress``, ``/status.reply`` and ``/directions.labels.reply``
+            events.
         on_event: called from the receiver thread with every ``/progress`` message.
     """
 
@@ -106,6 +107,12 @@ class Client(Connection):
         """Load a directions file: (K, layer)."""
         v = self.call("/directions.load", path, timeout=timeout)
         return int(v[0]), str(v[1])
+
+    def labels(self) -> dict[int, str]:
+        """The loaded directions' measured labels: direction index -> label (words joined by
+        ``_``); components nobody measured are left out."""
+        v = self.query("/directions.labels", "/directions.labels.reply")
+        return {int(v[i]): str(v[i + 1]) for i in range(1, 1 + 2 * int(v[0]), 2)}
 
     def layers(self) -> list[str]:
         """Generator layer names."""

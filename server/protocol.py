@@ -127,8 +127,8 @@ COMMANDS: dict[str, Command] = {c.address: c for c in (
     Command("/notify", "Session",
             "Send replies and events for this client to (sender host, `port`) from now on (Pd "
             "listens on another port than it sends from). `on` 1 (default) also subscribes to "
-            "events: `/progress` of this client's jobs and `/status.reply` when the model or "
-            "directions change.",
+            "events: `/progress` of this client's jobs, and `/status.reply` and "
+            "`/directions.labels.reply` when the model or directions change.",
             (_int("port", "UDP port the client listens on", 1, 65535),
              _int("on", "1 subscribe to events, 0 unsubscribe", 0, 1, optional=True, default=1)),
             replies=("/done /notify <port>",)),
@@ -176,18 +176,25 @@ COMMANDS: dict[str, Command] = {c.address: c for c in (
             "model are dropped; z slots of another width are emptied.",
             (_path("model folder, absolute or relative to the first model root"),),
             replies=("/done /model.load <name> <audio_length> <sample_rate>",
-                     "/status.reply (to subscribers)")),
+                     "/status.reply and /directions.labels.reply (to subscribers)")),
     Command("/directions.load", "Model",
             "Load a GANSpace directions file (safe format only, never a pickle) inside a model "
             "root; it must have been made for the loaded model.",
             (_path("directions file, absolute or relative to the first model root"),),
-            replies=("/done /directions.load <K> <layer>", "/status.reply (to subscribers)")),
+            replies=("/done /directions.load <K> <layer>",
+                     "/status.reply and /directions.labels.reply (to subscribers)")),
     Command("/model.layers", "Model", "List the generator's layer names.",
             replies=("/done /model.layers <name>...",)),
     Command("/model.pitches", "Model",
             "List every MIDI pitch the model knows (a pitch set may have gaps; /status.reply "
             "gives only the count and range).",
             replies=("/done /model.pitches <pitch>...",)),
+    Command("/directions.labels", "Model",
+            "Ask for the measured labels of the loaded directions: what moving a direction "
+            "changes (e.g. `brightness`), measured by `ganspacesynth eval --write-labels` and "
+            "read only from the directions file the server loaded. A component nobody measured "
+            "has no label.",
+            replies=("/directions.labels.reply",)),
     # ---- latents --------------------------------------------------------------------------------
     Command("/z.random", "Latents",
             "Fill a z slot with a standard-normal latent vector.",
@@ -374,6 +381,15 @@ REPLIES: dict[str, Reply] = {r.address: r for r in (
            Arg("queue", "i", "jobs alive (waiting, running or being delivered) of all clients"),
            Arg("version", "s", "server version")),
           "The server's state (answer to /status; also sent to subscribers when it changes)."),
+    Reply("/directions.labels.reply",
+          (Arg("count", "i", "labelled components (0: none, or no directions loaded)"),),
+          "The measured labels of the loaded directions (answer to /directions.labels; also "
+          "sent to subscribers after every model or directions load): `count` pairs "
+          f"`<index> <label>` by increasing index, of components 0..{COEF_MAX - 1} only. A "
+          "component without a pair has no measured label. Labels are lowercase words joined "
+          "by `_` (one Pd symbol).",
+          group=(Arg("index", "i", "direction (component) index"),
+                 Arg("label", "s", "its measured label, e.g. `brightness`"))),
     Reply("/clients.reply",
           (Arg("sessions", "i", "client sessions kept now"),
            Arg("max_sessions", "i", "most sessions kept at once"),

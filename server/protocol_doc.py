@@ -36,7 +36,8 @@ default. The grammar follows scsynth:
 
 - Every command that does work answers `/done <cmd> [values...]` or `/fail <cmd> <reason>`, where
   `<cmd>` is the command's address as a string. Queries answer with their own reply
-  (`/status.reply`, `/version.reply`, `/synced`, `/z.reply`, `/coef.reply`) or `/fail`.
+  (`/status.reply`, `/directions.labels.reply`, `/version.reply`, `/synced`, `/z.reply`,
+  `/coef.reply`) or `/fail`.
   `/buffer.ack` and `/latest` never answer unless they are malformed.
 - Replies go to the sender's address until the client sends `/notify <port>`; then to
   (sender host, port). Each client (sender host and port) has its own state: delivery mode, z
@@ -136,6 +137,8 @@ def render_markdown() -> str:
     for r in REPLIES.values():
         rest = r.floats or r.ints
         tail = f" <{rest}...>" if rest else ""
+        if r.group:
+            tail = " <" + " ".join(a.name for a in r.group) + ">..."
         sig = " ".join([r.address, *(f"<{a.name}>" for a in r.args)]) + tail
         out.append(f"#### `{sig}`\n")
         out.append(r.doc + "\n")
@@ -147,6 +150,9 @@ def render_markdown() -> str:
             out.append(f"| `{r.floats}...` | `f` | float32 values |")
         if r.ints:
             out.append(f"| `{r.ints}...` | `i` | integers |")
+        for a in r.group:
+            out.append(f"| `{a.name}` | `{a.type}` | {a.doc} (repeated: one per "
+                       f"`{r.args[-1].name}`) |")
         out.append("")
     out.append("## Limits\n")
     out.append("| limit | value |")

@@ -71,6 +71,7 @@ class Reply:
     doc: str
     floats: str = ""  # name of a trailing list of floats, if any
     ints: str = ""  # name of a trailing list of ints, if any
+    group: tuple[Arg, ...] = ()  # a trailing group, repeated as often as the last fixed arg says
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from ganspace.errors import GanspaceError, InputError
 from ganspace.formats import load_model
 from ganspace.space.directions import FORMAT_NAME, Directions, load_directions
 from ganspace_server.handlers.registry import handler
-from ganspace_server.handlers.session import broadcast_status
+from ganspace_server.handlers.session import broadcast_status, label_values
 from ganspace_server.schema import Request
 from ganspace_server.session import Session
 
@@ -148,3 +148,9 @@ def model_layers(server: Server, s: Session, r: Request) -> None:
 def model_pitches(server: Server, s: Session, r: Request) -> None:
     """List the model's pitches."""
     server.done(s, "/model.pitches", *server.state.model.pitches)
+
+
+@handler("/directions.labels")
+def directions_labels(server: Server, s: Session, r: Request) -> None:
+    """Answer ``/directions.labels.reply``: the loaded directions' measured labels."""
+    server.reply(s, "/directions.labels.reply", *label_values(server))

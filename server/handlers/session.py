@@ -1,5 +1,6 @@
 """Session commands: where replies go, delivery mode, stream acks, status, clients, version,
-/sync, /latest, /cancel and /quit."""
+/sync, /latest, /cancel and /quit; the state broadcast to subscribers (status and the directions'
+labels)."""
 
 from __future__ import annotations
 
@@ -24,13 +25,25 @@ def status_values(server: Server) -> tuple[int | str, ...]:
             __version__)
 
 
+def label_values(server: Server) -> tuple[int | str, ...]:
+    """The arguments of ``/directions.labels.reply``: the count, then ``index label`` pairs by
+    increasing index (components a coefficient can reach only), each label's words joined by
+    ``_``. Only the loaded directions file's measured labels (:attr:`Directions.labels
+    <ganspace.space.directions.Directions.labels>`); none without directions."""
+    d = server.state.directions
+    labels = sorted((i, "_".join(label.split())) for i, label in (d.labels if d else {}).items()
+                    if i < protocol.COEF_MAX)
+    return (len(labels), *(v for pair in labels for v in pair))
+
+
 def broadcast_status(server: Server) -> None:
-    """Send ``/status.reply`` to every subscribed client (after the model or directions
-    changed)."""
-    values = status_values(server)
+    """Send ``/status.reply`` and ``/directions.labels.reply`` to every subscribed client (after
+    the model or directions changed)."""
+    values, labels = status_values(server), label_values(server)
     for s in server.sessions():
         if s.subscribed:
             server.reply(s, "/status.reply", *values)
+            server.reply(s, "/directions.labels.reply", *labels)
 
 
 @handler("/notify")

@@ -158,6 +158,7 @@ def _good_args(c: Client, root: Path) -> dict[str, tuple[list[Any], str | None]]
         "/latest": (["t"], None), "/cancel": ([], "/done"), "/quit": ([], "/fail"),
         "/model.load": (["tiny"], "/done"), "/directions.load": (["dirs.safetensors"], "/done"),
         "/model.layers": ([], "/done"), "/model.pitches": ([], "/done"),
+        "/directions.labels": ([], "/directions.labels.reply"),
         "/z.random": ([1, 5], "/done"), "/z.set": ([0, *z], "/done"),
         "/z.get": ([0], "/z.reply"), "/z.slerp": ([2, 0, 1, 0.5], "/done"),
         "/coef.set": ([0, 0.5, 3, -1], "/done"), "/coef.setn": ([1, 2, 0.1, 0.2], "/done"),
