@@ -14,13 +14,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pdrunner import PdSession, free_udp_port
 from test_patches import PATCHES, Served, make_directions, open_patch, require_pd
 
 from ganspace.engine.model import GANSynthModel
 from ganspace.space.directions import load_directions, write_labels
 from ganspace_server.config import ServerConfig
 from ganspace_server.server import Server
-from pdrunner import PdSession, free_udp_port
 
 PATCH_PREFIXES = {"ganspacesynth.pd": "gss", "ganspacesynth_noz.pd": "gssn",
                   "halluseq.pd": "hallu", "ganspacesynth_keys.pd": "keys"}
