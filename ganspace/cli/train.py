@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from ganspace.cli.args import add_device_arg, add_precision_arg
+from ganspace.engine.precision import TRAIN_PRECISION_CHOICES
 from ganspace.errors import InputError
 
 
@@ -44,7 +45,7 @@ def _train(args: argparse.Namespace) -> int:
         dataset=args.dataset, out=args.out, config=args.config, images=args.images,
         batch=args.batch, device=args.device, resume=args.resume, seed=args.seed,
         checkpoint_seconds=args.checkpoint_minutes * 60.0, log_every=args.log_every,
-        threads=args.threads, progress_bar=not args.no_progress,
+        threads=args.threads, progress_bar=not args.no_progress, precision=args.precision,
     ))
     print(f"model -> {out}")
     return 0
@@ -102,7 +103,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("dataset", type=Path, help="dataset folder (ganspacesynth dataset make)")
     p.add_argument("--out", type=Path, required=True, help="model folder (native format)")
     p.add_argument("--config", choices=sorted(CONFIGS), default="small",
-                   help="published = Magenta's mel_prog_hires; small = CPU default; tiny = tests")
+                   help="published = Magenta's mel_prog_hires; default = the default instrument's "
+                        "recipe (recon objective, docs/training.md); small = a small GAN; "
+                        "tiny, tiny-recon = tests (default small)")
     p.add_argument("--images", type=int, default=None,
                    help="total training images (default: the config's total_num_images)")
     p.add_argument("--batch", type=int, default=None, help="global batch size for all stages")
@@ -114,6 +117,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--log-every", type=int, default=10, help="steps between log lines")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--precision", choices=list(TRAIN_PRECISION_CHOICES), default="auto",
+                   help="autocast precision of the forward passes (default auto: bfloat16 on "
+                        "CUDA and on CPUs with AVX512-BF16 or AMX, float32 elsewhere)")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("eval", help="pitch accuracy and sanity of a model's random notes")

@@ -141,3 +141,35 @@ def resolve_precision(precision: str, device: torch.device | str) -> torch.dtype
             f"{describe_cpu()} has none, and bfloat16 would run several times slower than "
             f"float32 here. Use float32 or auto (set {CPU_BF16_ENV}=1 to force it anyway)")
     return torch.bfloat16
+
+
+TRAIN_PRECISION_CHOICES: tuple[str, ...] = (AUTO, "float32", "bfloat16")
+"""Every accepted training ``precision`` (``ganspacesynth train --precision``)."""
+
+
+def resolve_train_precision(precision: str, device: torch.device | str) -> torch.dtype:
+    """The autocast dtype for training on ``device`` (parameters, optimizer state and the
+    audio features stay float32 either way).
+
+    ``auto`` is bfloat16 on CUDA GPUs that support it and on CPUs where
+    :func:`cpu_supports_bf16`, float32 elsewhere; ``bfloat16`` is checked as by
+    :func:`resolve_precision`. float16 is not offered: it would need loss scaling.
+
+    Args:
+        precision: ``auto``, ``float32`` or ``bfloat16``.
+        device: where the training runs.
+    Returns:
+        ``torch.float32`` or ``torch.bfloat16``.
+    Raises:
+        InputError naming the precision and why it is not offered.
+    """
+    dev = torch.device(device)
+    if precision not in TRAIN_PRECISION_CHOICES:
+        raise InputError(f"training precision must be one of {', '.join(TRAIN_PRECISION_CHOICES)}"
+                         f", got {precision!r} (float16 would need loss scaling)")
+    if precision == AUTO:
+        if dev.type == "cuda":
+            supported = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+            return torch.bfloat16 if supported else torch.float32
+        return resolve_precision(AUTO, dev)
+    return resolve_precision(precision, dev)

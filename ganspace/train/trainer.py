@@ -1,5 +1,8 @@
 """GANSynth training in PyTorch: progressive growing, WGAN-GP, auxiliary pitch classifier, EMA.
 
+(Over 450 lines: the trainer's state, its two objectives' steps, its checkpoint and the loop are
+one object whose parts share every field; the maths lives in schedule, losses, reconstruction.)
+
 Reproduces the essentials of Magenta's ``gansynth_train`` (``lib/model.py``, ``train_util.py``,
 ``networks.py``) on the engine's own :class:`~ganspace.engine.generator.Generator`; the schedule
 and the stage-resolution images are in :mod:`ganspace.train.schedule`, the losses in
@@ -12,6 +15,10 @@ and the stage-resolution images are in :mod:`ganspace.train.schedule`, the losse
   variables from the previous stage); generator EMA with decay 0.999, warmed up per block
   (:func:`~ganspace.train.schedule.ema_decay`), carried over between stages; the exported model
   holds the EMA weights.
+- Precision (``TrainOptions.precision``, see
+  :func:`~ganspace.engine.precision.resolve_train_precision`): the networks' forward passes and
+  losses under ``torch.autocast`` in bfloat16 where the device runs it fast, else float32;
+  weights, Adam state, EMA and features stay float32.
 - Features: ``ganspace.engine.audio.audio_to_melspecgrams`` then ``normalize`` (Magenta's
   constants), computed once per process for datasets that fit :data:`FEATURE_CACHE_BYTES`
   (float16), else per batch.
@@ -51,6 +58,7 @@ from ganspace.engine import audio
 from ganspace.engine.generator import Generator, GeneratorConfig
 from ganspace.engine.hparams import blocks_of_stage, compute_progress
 from ganspace.engine.model import GANSynthModel
+from ganspace.engine.precision import precision_name, resolve_train_precision
 from ganspace.errors import InputError
 from ganspace.train.dataset import META_JSON, Dataset, load_dataset
 from ganspace.train.discriminator import Discriminator
@@ -104,6 +112,7 @@ class TrainOptions:
     log_every: int = 10  # steps
     threads: int | None = None  # torch intra-op threads; None: leave torch's default
     progress_bar: bool = True
+    precision: str = "auto"  # "auto", "float32", "bfloat16" (resolve_train_precision)
 
 
 def dataset_fingerprint(data: Dataset) -> str:
@@ -149,6 +158,8 @@ class Trainer:
         self.hparams = hparams
         self.data = data
         self.device = device
+        self.dtype = resolve_train_precision(opts.precision, device)
+        self.precision = precision_name(self.dtype)
         self.rank, self.world = distrib.rank_and_size()
         self.pitches = data.pitch_set
         self.cfg = GeneratorConfig.from_hparams(
@@ -251,6 +262,11 @@ class Trainer:
         return features(self.data.audio[self.shard[idx.cpu().numpy()]], self.hparams,
                         self.device)
 
+    def _autocast(self) -> torch.autocast:
+        """Reduced precision for forward passes and losses (a no-op in float32)."""
+        return torch.autocast(self.device.type, dtype=self.dtype,
+                              enabled=self.dtype != torch.float32)
+
     def step(self) -> dict[str, float]:
         """Train on one global batch; returns the losses (averaged over processes)."""
         if self.objective == "recon":
@@ -287,10 +303,11 @@ class Trainer:
         target = pool_to(target, height)
         weights = {name: float(hp[f"recon_{name}_weight"])
                    for name in ("mag", "mag_grad", "if", "peak")}
-        outputs = crop_forward(self.gen, self.latents[idx], self.shard_labels[idx],
-                               (t0, t0 + frames), int(hp["recon_crop_from_block"]), top)
-        loss, parts = supervised_loss(outputs, target, hp, weights,
-                                      float(hp["recon_deep_supervision"]))
+        with self._autocast():
+            outputs = crop_forward(self.gen, self.latents[idx], self.shard_labels[idx],
+                                   (t0, t0 + frames), int(hp["recon_crop_from_block"]), top)
+            loss, parts = supervised_loss(outputs, target, hp, weights,
+                                          float(hp["recon_deep_supervision"]))
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         distrib.average_gradients(self.gen)
@@ -320,8 +337,9 @@ class Trainer:
                                                       device=dev)]
         z = torch.randn(batch, zsize, generator=rng, device=dev)
         self.disc.requires_grad_(False)
-        fake = generate_at_stage(self.gen, z, fake_labels, progress)
-        g_loss, g_ac = generator_loss(self.disc, fake, fake_labels, progress, hp)
+        with self._autocast():
+            fake = generate_at_stage(self.gen, z, fake_labels, progress)
+            g_loss, g_ac = generator_loss(self.disc, fake, fake_labels, progress, hp)
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         self.disc.requires_grad_(True)
@@ -337,11 +355,12 @@ class Trainer:
         fake_labels = self.shard_labels[torch.randint(len(self.shard), (batch,), generator=rng,
                                                       device=dev)]
         z = torch.randn(batch, zsize, generator=rng, device=dev)
-        with torch.no_grad():
-            fake = generate_at_stage(self.gen, z, fake_labels, progress)
         eps = torch.rand(batch, 1, 1, 1, generator=rng, device=dev)
         pool = 2 ** (self.cfg.num_resolutions - top)
-        d = discriminator_loss(self.disc, real, real_labels, fake, eps, progress, pool, hp)
+        with self._autocast():
+            with torch.no_grad():
+                fake = generate_at_stage(self.gen, z, fake_labels, progress)
+            d = discriminator_loss(self.disc, real, real_labels, fake, eps, progress, pool, hp)
         self.opt_d.zero_grad(set_to_none=True)
         d.total.backward()
         distrib.average_gradients(self.disc)
@@ -446,6 +465,7 @@ class Trainer:
             "dataset": str(self.opts.dataset),
             "dataset_items": len(self.data.names),
             "processes": self.world,
+            "precision": self.precision,
             "weights": "generator EMA (decay 0.999, warmed up per block)",
         }
         return GANSynthModel(gen, self.hparams, self.pitches, provenance, "cpu")
@@ -502,6 +522,7 @@ class Trainer:
                               "time": round(self.train_seconds, 2),
                               "cpu_time": round(self.cpu_seconds, 2),
                               "images_per_s": round((self.images - before) / dt, 2),
+                              "precision": self.precision,
                               **{k: round(v, 5) for k, v in losses.items()}}
                     logf.write(json.dumps(record) + "\n")
                     logf.flush()
