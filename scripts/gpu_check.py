@@ -263,39 +263,18 @@ def pca(check: Check) -> dict[str, Any]:
 
 
 def training(check: Check) -> dict[str, Any]:
-    """Images/s of Trainer.step at the final stage (full resolution), per config."""
-    from ganspace.train.synthdata import render_dataset
-    from ganspace.train.trainer import Trainer, TrainOptions
+    """Images/s of training steps at the final stage (full resolution), per config and training
+    precision (ganspace.train.speed, as ``ganspacesynth bench-train``)."""
+    from ganspace.train.speed import train_speed
 
-    out = {}
-    configs = ["tiny"] if check.quick else ["small", "published"]
-    with tempfile.TemporaryDirectory() as tmp:
-        ds = render_dataset(Path(tmp) / "ds", [48, 55, 60], notes_per_pitch=2, seed=0)
-        for config in configs:
-            if check.left() < 60:
-                out[config] = "skipped (time budget)"
-                continue
-            trainer = Trainer.create(TrainOptions(dataset=ds.path, out=Path(tmp) / config,
-                                                  config=config, device=check.device,
-                                                  progress_bar=False))
-            hp = trainer.hparams
-            per_stage = int(hp["stable_stage_num_images"]) + int(
-                hp["transition_stage_num_images"])
-            trainer.images = (int(hp["num_resolutions"]) - 1) * 2 * per_stage
-            for _ in range(2):
-                trainer.step()
-            steps = 1 if check.quick else 10
-            images0 = trainer.images
-            from ganspace.engine.benchmark import synchronize
-
-            synchronize(trainer.device)
-            t0 = time.perf_counter()
-            for _ in range(steps):
-                trainer.step()
-            synchronize(trainer.device)
-            sec = time.perf_counter() - t0
-            out[config] = {"images_per_s": round((trainer.images - images0) / sec, 1),
-                           "batch": (trainer.images - images0) // steps, "steps": steps}
+    out: dict[str, Any] = {}
+    configs = ["tiny"] if check.quick else ["small", "default", "published"]
+    for config in configs:
+        if check.left() < 60:
+            out[config] = "skipped (time budget)"
+            continue
+        out[config] = train_speed(config, ["float32", "auto"], check.device,
+                                  steps=1 if check.quick else 5)
     return out
 
 

@@ -51,6 +51,17 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_train(args: argparse.Namespace) -> int:
+    from ganspace.train.speed import format_speed, train_speed
+
+    if args.steps < 1:
+        raise InputError("--steps must be at least 1")
+    report = train_speed(args.config, args.precision.split(","), args.device, args.steps,
+                         batch=args.batch, threads=args.threads)
+    print(json.dumps(report, indent=1) if args.json else format_speed(report))
+    return 0
+
+
 def _eval(args: argparse.Namespace) -> int:
     from ganspace.formats import load_model
     from ganspace.space.directions import write_labels
@@ -121,6 +132,21 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="autocast precision of the forward passes (default auto: bfloat16 on "
                         "CUDA and on CPUs with AVX512-BF16 or AMX, float32 elsewhere)")
     p.set_defaults(func=_train)
+
+    p = sub.add_parser("bench-train", help="time training steps per precision, side by side",
+                       description="Images/s of a config's training steps at full resolution "
+                       "on a small synthetic dataset, one trainer per precision, timed "
+                       "round-robin (ganspace/train/speed.py).")
+    p.add_argument("--config", choices=sorted(CONFIGS), default="small")
+    p.add_argument("--precision", default="float32,bfloat16",
+                   help="comma-separated training precisions (auto, float32, bfloat16; "
+                        "default float32,bfloat16)")
+    p.add_argument("--steps", type=int, default=5, help="timed steps per precision (default 5)")
+    p.add_argument("--batch", type=int, default=None, help="global batch (default: the config's)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    add_device_arg(p)
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=_bench_train)
 
     p = sub.add_parser("eval", help="pitch accuracy and sanity of a model's random notes")
     p.add_argument("model", type=Path, help="model folder")

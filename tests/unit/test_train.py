@@ -297,3 +297,22 @@ def test_training_precision_auto_and_refusals(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv(CPU_BF16_ENV, "1")
     assert resolve_train_precision("auto", "cpu") == torch.bfloat16
     assert resolve_train_precision("auto", "meta") == torch.float32
+
+
+def test_bench_train_reports_each_precision(monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """``ganspacesynth bench-train``: one full-resolution row per precision, in the precision
+    asked (what runs in bfloat16 is simulated here), and bad values refused."""
+    from ganspace.cli import main
+
+    monkeypatch.setenv(CPU_BF16_ENV, "1")
+    assert main(["bench-train", "--config", "tiny-recon", "--precision", "float32,bfloat16",
+                 "--steps", "1", "--device", "cpu", "--threads", "1", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert list(report["rows"]) == ["float32", "bfloat16"]
+    assert [r["dtype"] for r in report["rows"].values()] == ["float32", "bfloat16"]
+    assert all(r["images_per_s"] > 0 for r in report["rows"].values())
+    monkeypatch.setenv(CPU_BF16_ENV, "0")
+    assert main(["bench-train", "--config", "tiny-recon", "--precision", "bfloat16",
+                 "--device", "cpu"]) == 2
+    assert "AVX512-BF16" in capsys.readouterr().err
