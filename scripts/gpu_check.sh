@@ -56,28 +56,8 @@ START=$(date +%s)
 }
 
 if [ "$INSTALL" = 1 ]; then
-  TMP="$(mktemp -d)"
-  trap 'rm -rf "$TMP"' EXIT
-  echo "[gpu_check.sh] installing into $TMP/venv (wheels from $WHEELS)"
-  VPY="$TMP/venv/bin/python"
-  # No pip (nor an old bundled setuptools) in the venv: PY's pip fills it (pip >= 22.3).
-  "$PY" -m venv --without-pip "$TMP/venv"
-  PIP=("$PY" -m pip --python "$VPY")
-  # PY's own site-packages after the venv's: torch (and whatever else PY has) stays visible.
-  "$PY" -c "import site; print('\n'.join(site.getsitepackages() + [site.getusersitepackages()]))" \
-    > "$("$VPY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/outer.pth"
-  mkdir -p "$WHEELS"
-  PIP+=(install --quiet --disable-pip-version-check --no-index --find-links "$WHEELS")
-  "${PIP[@]}" -r "$ROOT/scripts/gpu_check_requirements.txt" || {
-    echo "gpu_check.sh: missing wheels in $WHEELS; fill it beforehand (see the top of $0)" >&2
-    exit 2
-  }
-  mkdir "$TMP/src"
-  cp -r "$ROOT/setup.cfg" "$ROOT/pyproject.toml" "$ROOT/README.md" "$ROOT/ganspace" \
-    "$ROOT/server" "$ROOT/models" "$TMP/src/"
-  "${PIP[@]}" --no-deps --no-build-isolation "$TMP/src"
-  PY="$VPY"
-  echo "[gpu_check.sh] installed in $(( $(date +%s) - START )) s"
+  . "$ROOT/scripts/gpu_install.sh"
+  gpu_install gpu_check.sh   # sets PY to the installed venv's python
 fi
 
 FIXTURE=()

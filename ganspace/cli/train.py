@@ -119,7 +119,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "tiny, tiny-recon = tests (default small)")
     p.add_argument("--images", type=int, default=None,
                    help="total training images (default: the config's total_num_images)")
-    p.add_argument("--batch", type=int, default=None, help="global batch size for all stages")
+    p.add_argument("--batch", type=int, default=None,
+                   help="global batch size for all stages (with --resume: from now on)")
     add_device_arg(p)
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--seed", type=int, default=0)

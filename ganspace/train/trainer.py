@@ -25,8 +25,9 @@ and the stage-resolution images are in :mod:`ganspace.train.schedule`, the losse
 
 Output folder ``--out``: ``model.json`` + ``generator.safetensors`` (native model, EMA weights of
 the current stage, refreshed at every checkpoint), ``meta.json`` (the dataset's),
-``train/checkpoint/`` (``generator``, ``generator_ema``, ``discriminator``, ``optimizer``
-``.safetensors`` + ``state.json``), ``train/log.jsonl`` (one JSON object per logged step).
+``train/checkpoint/`` (``generator``, ``generator_ema``, ``discriminator`` (GAN objective only),
+``optimizer`` ``.safetensors`` + ``state.json``), ``train/log.jsonl`` (one JSON object per logged
+step).
 
 Distributed (:mod:`ganspace.distrib`): run under ``torchrun --nproc_per_node N``; each process
 trains on its own shard (items ``i % N == rank``) with a ``batch / N`` share of the global batch,
@@ -228,8 +229,8 @@ class Trainer:
                 raise InputError(f"{opts.out} already holds a training run; use --resume to "
                                  "continue it or choose another --out")
             hparams = config_hparams(opts.config)
-            if opts.batch is not None:
-                hparams["batch_size_schedule"] = [int(opts.batch)]
+        if opts.batch is not None:  # on --resume too: e.g. a GPU continuing a CPU run
+            hparams["batch_size_schedule"] = [int(opts.batch)]
         if opts.images is not None:
             hparams["total_num_images"] = int(opts.images)
         for stage in range(2 * int(hparams["num_resolutions"]) - 1):
@@ -409,7 +410,8 @@ class Trainer:
 
         save_file(cpu(self.gen), str(tmp / "generator.safetensors"))
         save_file(cpu(self.ema), str(tmp / "generator_ema.safetensors"))
-        save_file(cpu(self.disc), str(tmp / "discriminator.safetensors"))
+        if self.objective == "gan":  # unused by recon (and rebuilt from the seed on resume)
+            save_file(cpu(self.disc), str(tmp / "discriminator.safetensors"))
         save_file({**_optimizer_tensors(self.opt_g, "g"), **_optimizer_tensors(self.opt_d, "d")},
                   str(tmp / "optimizer.safetensors"))
         (tmp / "state.json").write_text(json.dumps(self.checkpoint_state(), indent=1) + "\n")
@@ -429,8 +431,11 @@ class Trainer:
         self.gen.load_state_dict(load_file(str(ckpt / "generator.safetensors"), device=str(dev)))
         self.ema.load_state_dict(load_file(str(ckpt / "generator_ema.safetensors"),
                                            device=str(dev)))
-        self.disc.load_state_dict(load_file(str(ckpt / "discriminator.safetensors"),
-                                            device=str(dev)))
+        if (ckpt / "discriminator.safetensors").is_file():
+            self.disc.load_state_dict(load_file(str(ckpt / "discriminator.safetensors"),
+                                                device=str(dev)))
+        elif self.objective == "gan":
+            raise InputError(f"--resume: {ckpt} has no discriminator.safetensors")
         self.images = int(state["images_seen"])
         self.steps = int(state["steps"])
         self.train_seconds = float(state["train_seconds"])
