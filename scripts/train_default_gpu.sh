@@ -8,9 +8,13 @@
 #
 #   bash scripts/train_default_gpu.sh OUT_DIR [--minutes 8] [--batch N] [--device cuda]
 #        [--precision auto] [--wheels DIR] [--python PY] [--no-install] [--dataset DIR]
+#        [--state DIR] [--images N]
 #
 # --batch N     global batch from now on (the CPU run uses 8; a GPU is idle below a few hundred)
 # --dataset DIR an already rendered dataset (default: render one into OUT_DIR/dataset)
+# --images N    the run's total images (default: the state's, i.e. the config's)
+# --state DIR   the training state to continue (default models/default/training; the CPU test
+#               gives a tiny run's)
 # OUT_DIR gets run/ (model files + train/checkpoint + train/log.jsonl), eval.json and train.log.
 # Back on the development machine:
 #   sh scripts/train_default.sh --publish OUT_DIR/run     (then directions, eval, commit)
@@ -25,7 +29,8 @@ MINUTES=8
 DEVICE=cuda
 PRECISION=auto
 DATASET=""
-BATCH=()
+EXTRA=()
+STATE="$ROOT/models/default/training"
 while [ $# -gt 0 ]; do
   case "$1" in
     --python) PY="$2"; shift 2 ;;
@@ -35,8 +40,10 @@ while [ $# -gt 0 ]; do
     --device) DEVICE="$2"; shift 2 ;;
     --precision) PRECISION="$2"; shift 2 ;;
     --dataset) DATASET="$2"; shift 2 ;;
-    --batch) BATCH=(--batch "$2"); shift 2 ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    --batch) EXTRA+=(--batch "$2"); shift 2 ;;
+    --images) EXTRA+=(--images "$2"); shift 2 ;;
+    --state) STATE="$2"; shift 2 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     -*) echo "train_default_gpu.sh: unknown option $1" >&2; exit 2 ;;
     *) if [ -n "$OUT" ]; then echo "train_default_gpu.sh: one OUT_DIR only" >&2; exit 2; fi
        OUT="$1"; shift ;;
@@ -45,7 +52,6 @@ done
 if [ -z "$OUT" ]; then
   echo "usage: bash scripts/train_default_gpu.sh OUT_DIR [options] (--help)" >&2; exit 2
 fi
-STATE="$ROOT/models/default/training"
 [ -f "$STATE/state.json" ] || { echo "train_default_gpu.sh: no training state in $STATE" >&2; exit 2; }
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
@@ -73,7 +79,7 @@ CLI=(-c "import sys; from ganspace.cli import main; sys.exit(main())")
 rc=0
 timeout --signal=TERM --kill-after=120 "${MINUTES}m" "$PY" "${CLI[@]}" train "$DATASET" \
   --out "$RUN" --config default --resume --device "$DEVICE" --precision "$PRECISION" \
-  --checkpoint-minutes 2 --log-every 50 --no-progress ${BATCH[@]+"${BATCH[@]}"} \
+  --checkpoint-minutes 2 --log-every 50 --no-progress ${EXTRA[@]+"${EXTRA[@]}"} \
   >>"$OUT/train.log" 2>&1 || rc=$?
 if [ "$rc" != 0 ] && [ "$rc" != 124 ]; then
   echo "train_default_gpu.sh: training failed ($rc); see $OUT/train.log" >&2; exit "$rc"
