@@ -1,5 +1,8 @@
 """The GANSynth progressive generator in PyTorch, faithful to Magenta's ``networks.generator``.
 
+(Over 450 lines: the trainable network and its folded inference copy share one forward pass,
+``_GeneratorBase._run``, and the in-place activation helpers; apart, those would become public.)
+
 Two modules share one set of weights:
 
 - :class:`Generator` is the trainable network. Its parameters are stored as Magenta stores them
