@@ -23,7 +23,10 @@ if [ "$1" = "--publish" ] || [ "$1" = "--publish-state" ]; then
     [ -n "$2" ] && run="$2"
     [ -f "$run/train/checkpoint/state.json" ] || { echo "no checkpoint in $run" >&2; exit 2; }
     rm -rf "$state.tmp" && cp -r "$run/train/checkpoint" "$state.tmp"
-    cp "$run/train/log.jsonl" "$state.tmp/log.jsonl"
+    # the log up to the checkpoint (the run may have logged steps after it)
+    n=$(grep -o '"images_seen": [0-9]*' "$state.tmp/state.json" | grep -o '[0-9]*$')
+    awk -v n="$n" 'match($0, /"images": [0-9]+/) { if (substr($0, RSTART + 10, RLENGTH - 10) + 0 <= n) print }' \
+        "$run/train/log.jsonl" > "$state.tmp/log.jsonl"
     rm -rf "$state" && mv "$state.tmp" "$state"
     if [ "$1" = "--publish" ]; then
         cp "$run/model.json" "$run/generator.safetensors" "$run/meta.json" models/default/

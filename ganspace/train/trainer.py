@@ -240,7 +240,20 @@ class Trainer:
         trainer = cls(opts, hparams, data, device)
         if opts.resume:
             trainer.load_checkpoint(ckpt)
+            if trainer.rank == 0:
+                trainer._trim_log()
         return trainer
+
+    def _trim_log(self) -> None:
+        """Drop log lines past the checkpoint (a run stopped without its last checkpoint logged
+        steps that the resumed run repeats)."""
+        path = self.opts.out / "train" / "log.jsonl"
+        if not path.is_file():
+            return
+        lines = path.read_text().splitlines()
+        kept = [line for line in lines if line and json.loads(line)["images"] <= self.images]
+        if len(kept) != len(lines):
+            path.write_text("".join(line + "\n" for line in kept))
 
     def _new_optimizers(self, stage: int) -> None:
         """Fresh Adam optimizers (at the start of every stage, as Magenta)."""

@@ -210,3 +210,36 @@ def test_installed_package_ships_the_model_but_not_its_training_state() -> None:
     assert all((root / f).is_file() for f in shipped)
     files = {str(p.relative_to(root)) for p in DEFAULT.iterdir() if p.is_file()}
     assert files == set(shipped)
+
+
+def test_committed_training_state_is_complete() -> None:
+    """models/default/training/ (what scripts/train_default.sh resumes on any machine): the
+    networks load into the generator its hparams describe, Adam's moments fit them, and the log
+    ends where the state is."""
+    import torch
+    from safetensors.torch import load_file
+
+    from ganspace.engine.generator import Generator, GeneratorConfig
+
+    state_dir = DEFAULT / "training"
+    assert (state_dir / "state.json").is_file(), "no committed training state"
+    state = json.loads((state_dir / "state.json").read_text())
+    assert state["format"] == "ganspacesynth-train-checkpoint" and state["dataset_fingerprint"]
+    hp = state["hparams"]
+    cfg = GeneratorConfig.from_hparams(hp, len(state["pitches"]), int(hp["num_resolutions"]), 0.0)
+    params = dict(Generator(cfg).named_parameters())
+    for name in ("generator", "generator_ema"):
+        tensors = load_file(str(state_dir / f"{name}.safetensors"))
+        assert {k: tuple(v.shape) for k, v in tensors.items()} == \
+            {k: tuple(v.shape) for k, v in params.items()}
+        assert all(torch.isfinite(v).all() for v in tensors.values())
+    adam = load_file(str(state_dir / "optimizer.safetensors"))
+    shapes = [tuple(p.shape) for p in params.values()]
+    for key, value in adam.items():
+        prefix, index, kind = key.split(".")
+        if prefix == "g" and kind != "step":
+            assert tuple(value.shape) == shapes[int(index)], key
+    assert {int(k.split(".")[1]) for k in adam if k.startswith("g.")} == set(range(len(shapes)))
+    logged = [json.loads(line)["images"] for line in
+              (state_dir / "log.jsonl").read_text().splitlines()]
+    assert logged and max(logged) <= state["images_seen"]  # nothing past the checkpoint

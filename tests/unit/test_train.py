@@ -238,6 +238,9 @@ def test_recon_objective_trains_and_resumes_exactly(tiny_dataset: Dataset, tmp_p
     model = json.loads((whole / "model.json").read_text())
     assert model["progress"] == 6.0 and model["hparams"]["objective"] == "recon"
     train(opts(tiny_dataset, tmp_path / "split", config="tiny-recon", images=24))
+    # A step logged after the last checkpoint (the process was killed): dropped on resume.
+    with (tmp_path / "split" / "train" / "log.jsonl").open("a") as f:
+        f.write(json.dumps({**log[6], "loss": 999.0}) + "\n")
     train(opts(tiny_dataset, tmp_path / "split", config="tiny-recon", images=48, resume=True))
     split = [json.loads(line) for line in
              (tmp_path / "split" / "train" / "log.jsonl").read_text().splitlines()]
