@@ -115,9 +115,9 @@ def test_bfloat16_path_on_a_trained_model(bf16_cpu: None, trained: Path) -> None
     assert low.dtype == np.float32 and np.isfinite(low).all()
     assert not np.array_equal(low, ref)  # it really ran in bfloat16
     median, per_note = logmel_difference_db(ref, low)
-    assert 0.0 < median < 1.5 and per_note.shape == (3,)  # 0.94 dB over 64 notes
+    assert 0.0 < median < 1.5 and per_note.shape == (3,)  # 0.42 dB over 200 notes
     act = model.activations(z, 40, "conv1_3")
-    assert act.dtype == torch.float32 and act.shape == (3, 8, 64, 64)
+    assert act.dtype == torch.float32 and act.shape == (3, *model.layer_shape("conv1_3"))
 
 
 def test_fidelity_measure(trained: Path) -> None:
