@@ -33,6 +33,22 @@ from ganspace.errors import InputError
 
 #: Magenta's generator EMA decay; see :func:`ema_decay` for the warm-up of new blocks.
 EMA_DECAY = 0.999
+RECON_HPARAMS: dict[str, Any] = {
+    "objective": "recon",
+    "train_progressive": False,
+    "adam_beta1": 0.9,
+    "adam_beta2": 0.99,
+    "generator_learning_rate": 1e-3,
+    "recon_crop_frames": 8,
+    "recon_crop_from_block": 5,
+    "recon_deep_supervision": 0.5,
+    "recon_mag_weight": 1.0,
+    "recon_mag_grad_weight": 1.0,
+    "recon_if_weight": 1.0,
+    "recon_peak_weight": 10.0,
+}
+"""The reconstruction objective's settings, shared by the ``default`` and ``tiny-recon`` configs."""
+
 #: Named configs: overrides of Magenta's published ``mel_prog_hires`` hparams.
 CONFIGS: dict[str, dict[str, Any]] = {
     # Magenta's published recipe: 7.3 M-parameter generator, 11 M images (days on a V100).
@@ -60,40 +76,18 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "fmap_base": 363,
         "fmap_decay": 0.5,
         "fmap_max": 128,
-        "objective": "recon",
-        "train_progressive": False,
         "total_num_images": 100_000_000,
         "batch_size_schedule": [8],
-        "adam_beta1": 0.9,
-        "adam_beta2": 0.99,
-        "generator_learning_rate": 1e-3,
-        "recon_crop_frames": 8,
-        "recon_crop_from_block": 5,
-        "recon_deep_supervision": 0.5,
-        "recon_mag_weight": 1.0,
-        "recon_mag_grad_weight": 1.0,
-        "recon_if_weight": 1.0,
-        "recon_peak_weight": 10.0,
+        **RECON_HPARAMS,
     },
     # Tests of the reconstruction objective: "tiny" regressed onto a teacher's 12-d latents.
     "tiny-recon": {
         "latent_vector_size": 12,
         "fmap_base": 1024,
         "fmap_max": 4,
-        "objective": "recon",
-        "train_progressive": False,
         "total_num_images": 64,
         "batch_size_schedule": [4],
-        "adam_beta1": 0.9,
-        "adam_beta2": 0.99,
-        "generator_learning_rate": 1e-3,
-        "recon_crop_frames": 8,
-        "recon_crop_from_block": 5,
-        "recon_deep_supervision": 0.5,
-        "recon_mag_weight": 1.0,
-        "recon_mag_grad_weight": 1.0,
-        "recon_if_weight": 1.0,
-        "recon_peak_weight": 10.0,
+        **RECON_HPARAMS,
     },
     # Tests: 4 channels everywhere, 16 images per stage.
     "tiny": {

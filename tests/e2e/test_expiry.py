@@ -6,11 +6,10 @@ chooses (no waiting for a timeout) and look at the fresh session the patch build
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
-from test_patches import Served, done, loaded, make_directions, open_patch
+from test_patches import Served, done, expire_sessions, loaded, make_directions, open_patch
 
 from ganspace.engine.model import GANSynthModel
 from ganspace.space.directions import load_directions
@@ -35,12 +34,7 @@ def test_a_patch_reinitialises_after_its_session_expired(tiny_model: GANSynthMod
             done(pd, "gss", "/synth", m)
             [old] = server.sessions()
 
-            server.config.session_idle = 0.0          # the session expires now ...
-            deadline = time.monotonic() + 30
-            while server.sessions():
-                assert time.monotonic() < deadline, "the session did not expire"
-                time.sleep(0.02)
-            server.config.session_idle = 3600.0
+            expire_sessions(server)                  # the session expires now ...
 
             m = pd.mark()
             pd.to("gss-synth")                        # ... so the next note is refused

@@ -10,12 +10,19 @@ show. Any Pd error line fails a test.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
-from pdrunner import PdSession, free_udp_port
-from test_patches import PATCHES, Served, make_directions, open_patch, require_pd
+from test_patches import (
+    PATCHES,
+    PdSession,
+    Served,
+    expire_sessions,
+    free_udp_port,
+    make_directions,
+    open_patch,
+    require_pd,
+)
 
 from ganspace.engine.model import GANSynthModel
 from ganspace.space.directions import load_directions, write_labels
@@ -99,12 +106,7 @@ def test_labels_come_back_after_a_session_expiry(tiny_model: GANSynthModel,
         with open_patch("ganspacesynth.pd", "gss", served, extra=_label_names("gss")) as pd:
             for index, label in SHOWN.items():
                 _shows(pd, "gss", index, label, since=0)
-            server.config.session_idle = 0.0          # the session expires now ...
-            deadline = time.monotonic() + 30
-            while server.sessions():
-                assert time.monotonic() < deadline, "the session did not expire"
-                time.sleep(0.02)
-            server.config.session_idle = 3600.0
+            expire_sessions(server)                  # the session expires now ...
             m = pd.mark()
             pd.to("gss-synth")                        # ... refused: the patch reconnects
             pd.wait_watch("gss-ev", lambda a: a[0] == "connected", since=m, timeout=15)

@@ -158,6 +158,17 @@ def done(pd: PdSession, prefix: str, cmd: str, since: int, timeout: float = 60) 
     return ev[2:]
 
 
+def expire_sessions(server, timeout: float = 30) -> None:
+    """Make an in-process server forget every client now (idle expiry at 0 s), then restore an
+    hour's idle time."""
+    server.config.session_idle = 0.0
+    deadline = time.monotonic() + timeout
+    while server.sessions():
+        assert time.monotonic() < deadline, "the session did not expire"
+        time.sleep(0.02)
+    server.config.session_idle = 3600.0
+
+
 def record(pd: PdSession, tmp: Path, ms: float, name: str = "capture.wav") -> np.ndarray:
     """Render `ms` more of audio at once and return what the capture array holds."""
     pd.fast_forward(ms)
